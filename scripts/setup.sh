@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a fresh Debian bookworm machine of this kind:
+# system packages, the Python project with its dev extras, and a running Docker daemon.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils wrk)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "need root to install: ${missing[*]}"; exit 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c "import serving, pytest, moto, boto3, docker" 2>/dev/null \
+   || [[ pyproject.toml -nt .work/.installed ]]; then
+  log "installing the project with its dev extras"
+  python3 -m pip install -q -e '.[dev]'
+  mkdir -p .work && touch .work/.installed
+fi
+
+bash scripts/start_dockerd.sh
+log "ready"

@@ -1,0 +1,210 @@
+"""Text cleaning for Usenet news: an importable, picklable scikit-learn transformer.
+
+The fitted cleaner carries its own stop-word list (``stop_words_``), so serving never needs
+NLTK's stopwords corpus. Lemmatization uses NLTK's WordNet (from ``NLTK_DATA``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from nltk.tokenize import RegexpTokenizer
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+STOPWORD_SOURCES = ("sklearn", "nltk", "none")
+# Headers whose values carry topic words. Routing headers (Path, Xref, Newsgroups, Message-ID,
+# References, NNTP-Posting-Host, Lines, ...) are dropped: Newsgroups would leak the label.
+DEFAULT_KEEP_HEADERS = ("subject", "from", "organization", "keywords", "summary")
+
+_HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
+
+
+def _drop_words(text: str, emails: bool, urls: bool) -> str:
+    """Remove e-mail addresses and URLs as whole white-space-delimited words."""
+    has_email = emails and "@" in text
+    has_url = urls and ("://" in text or "www." in text)
+    if not (has_email or has_url):
+        return text
+    words = text.split()
+    if has_email:
+        words = [w for w in words if "@" not in w]
+    if has_url:
+        words = [w for w in words if "://" not in w and "www." not in w]
+    return " ".join(words)
+
+
+def nltk_stopwords() -> frozenset[str]:
+    """NLTK's English stop words, read from ``NLTK_DATA`` (raises a clear error if absent)."""
+    try:
+        from nltk.corpus import stopwords
+
+        return frozenset(stopwords.words("english"))
+    except LookupError as exc:
+        raise LookupError(
+            "NLTK's 'stopwords' corpus was not found. Set NLTK_DATA to a directory holding "
+            "corpora/stopwords(.zip) (e.g. ../shared/nltk_data), or run "
+            "python -m nltk.downloader stopwords where the internet is reachable."
+        ) from exc
+
+
+def resolve_stopwords(source: str) -> frozenset[str]:
+    if source == "sklearn":
+        return frozenset(ENGLISH_STOP_WORDS)
+    if source == "nltk":
+        return nltk_stopwords()
+    if source == "none":
+        return frozenset()
+    raise ValueError(f"stopwords={source!r}; expected one of {STOPWORD_SOURCES}")
+
+
+@lru_cache(maxsize=1)
+def _lemmatizer() -> Any:
+    from nltk.stem import WordNetLemmatizer
+
+    lemmatizer = WordNetLemmatizer()
+    try:
+        lemmatizer.lemmatize("cars")  # forces WordNet to load now, with a clear error if absent
+    except LookupError as exc:
+        raise LookupError(
+            "NLTK's WordNet corpus was not found. Set NLTK_DATA to a directory holding "
+            "corpora/wordnet(.zip); in the image it comes from Debian's wordnet-base."
+        ) from exc
+    return lemmatizer
+
+
+@lru_cache(maxsize=200_000)
+def lemma(word: str) -> str:
+    """WordNet lemma (noun, then verb) of a lower-case word, cached per process."""
+    lemmatizer = _lemmatizer()
+    noun = lemmatizer.lemmatize(word)
+    return noun if noun != word else lemmatizer.lemmatize(word, "v")
+
+
+def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
+    """Split a Usenet message into ``(name, value)`` headers and the body.
+
+    A header block is recognised only when the first line looks like ``Name: value``; it ends
+    at the first blank line. Continuation lines (starting with white space) extend the value.
+    """
+    if not _HEADER_LINE.match(text):
+        return [], text
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        head, body = text, ""
+    headers: list[tuple[str, str]] = []
+    for line in head.splitlines():
+        if line[:1] in (" ", "\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+        elif _HEADER_LINE.match(line):
+            name, _, value = line.partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        else:  # not a header block after all
+            return [], text
+    return headers, body
+
+
+def subject_of(text: str) -> str:
+    """The Subject header of a message, or its first non-empty line."""
+    headers, body = split_headers(text)
+    for name, value in headers:
+        if name == "subject":
+            return value
+    for line in body.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return ""
+
+
+class TextCleaner(TransformerMixin, BaseEstimator):
+    """Clean raw news text into space-separated tokens.
+
+    Steps, in order: drop the first ``skip_lines`` lines; parse the header block and keep only
+    the values of ``keep_headers`` (``headers="strip"``) or keep it as text (``"keep"``);
+    lower-case; remove e-mail addresses and URLs; replace non-letters by spaces; tokenize
+    with NLTK's ``RegexpTokenizer``; drop stop words and tokens shorter than ``min_token_len``;
+    optionally lemmatize with WordNet.
+    """
+
+    def __init__(
+        self,
+        *,
+        skip_lines: int = 0,
+        headers: str = "strip",
+        keep_headers: Sequence[str] = DEFAULT_KEEP_HEADERS,
+        lowercase: bool = True,
+        remove_emails: bool = True,
+        remove_urls: bool = True,
+        letters_only: bool = True,
+        stopwords: str = "sklearn",
+        min_token_len: int = 2,
+        lemmatize: bool = False,
+    ) -> None:
+        self.skip_lines = skip_lines
+        self.headers = headers
+        self.keep_headers = keep_headers
+        self.lowercase = lowercase
+        self.remove_emails = remove_emails
+        self.remove_urls = remove_urls
+        self.letters_only = letters_only
+        self.stopwords = stopwords
+        self.min_token_len = min_token_len
+        self.lemmatize = lemmatize
+
+    def fit(self, X: Iterable[str] | None = None, y: Any = None) -> TextCleaner:
+        if self.headers not in ("strip", "keep"):
+            raise ValueError(f"headers={self.headers!r}; expected 'strip' or 'keep'")
+        if self.skip_lines < 0 or self.min_token_len < 1:
+            raise ValueError("skip_lines must be >= 0 and min_token_len >= 1")
+        self.stop_words_ = sorted(resolve_stopwords(self.stopwords))
+        if self.lemmatize:
+            _lemmatizer()
+        return self
+
+    def transform(self, X: Iterable[str]) -> list[str]:
+        return [self.clean(doc) for doc in X]
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "stop_words_")
+
+    # The hot path: everything below is per document.
+    def _compiled(self) -> tuple[frozenset[str], set[str], RegexpTokenizer]:
+        cached = self.__dict__.get("_cache")
+        if cached is None:
+            # Tokens are maximal runs of letters (so non-letters act as separators) or, with
+            # letters_only=False, of letters and digits.
+            pattern = r"[a-zA-Z]+" if self.letters_only else r"[^\W_]+"
+            cached = (
+                frozenset(self.stop_words_),
+                {h.lower() for h in self.keep_headers},
+                RegexpTokenizer(pattern),
+            )
+            self.__dict__["_cache"] = cached
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_cache", None)
+        return state
+
+    def clean(self, text: str) -> str:
+        stop, keep, tokenizer = self._compiled()
+        if self.skip_lines:
+            text = "\n".join(text.split("\n")[self.skip_lines :])
+        if self.headers == "strip":
+            headers, body = split_headers(text)
+            if headers:
+                kept = [value for name, value in headers if name in keep]
+                text = "\n".join([*kept, body])
+        if self.lowercase:
+            text = text.lower()
+        text = _drop_words(text, self.remove_emails, self.remove_urls)
+        min_len = self.min_token_len
+        tokens = [t for t in tokenizer.tokenize(text) if len(t) >= min_len and t not in stop]
+        if self.lemmatize:
+            tokens = [lemma(t) for t in tokens]
+        return " ".join(tokens)

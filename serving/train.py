@@ -1,0 +1,230 @@
+"""Train the classifier and the NTM featurizer; write the model artifact and the NTM data.
+
+Command line::
+
+    python -m serving.train --data PATH --model-dir DIR [--output-data-dir DIR]
+                            [--test PATH] [--hyperparameters JSON]
+
+With no ``--data`` it follows SageMaker's training contract: hyper-parameters from
+``/opt/ml/input/config/hyperparameters.json``, channels ``train`` (and optional ``test``)
+under ``/opt/ml/input/data``, the model to ``/opt/ml/model``, NTM data and the evaluation
+report to ``/opt/ml/output/data``; on failure ``/opt/ml/output/failure`` and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.model_selection import train_test_split
+from sklearn.naive_bayes import MultinomialNB
+from tqdm import tqdm
+
+from serving import artifact, data, evaluate, recordio
+from serving.catalog import Catalog
+from serving.classifier import TextClassifier
+from serving.featurizer import NtmFeaturizer
+from serving.hyperparameters import Hyperparameters, HyperparameterError, parse
+from serving.text import TextCleaner
+from serving.vectorize import from_sklearn
+
+log = logging.getLogger("serving.train")
+SM_ROOT = Path(os.environ.get("SM_ROOT", "/opt/ml"))
+
+
+def make_cleaner(hp: Hyperparameters, *, lemmatize: bool) -> TextCleaner:
+    keep = tuple(h.strip().lower() for h in hp.keep_headers.split(",") if h.strip())
+    return TextCleaner(
+        skip_lines=hp.skip_lines, headers=hp.headers, keep_headers=keep,
+        remove_emails=hp.remove_emails, remove_urls=hp.remove_urls, stopwords=hp.stopwords,
+        min_token_len=hp.min_token_len, lemmatize=lemmatize,
+    ).fit()
+
+
+def make_tfidf(hp: Hyperparameters) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        ngram_range=(1, hp.ngram_max), min_df=hp.min_df, max_df=hp.max_df,
+        max_features=hp.max_features or None, sublinear_tf=hp.sublinear_tf, dtype=np.float64,
+    )
+
+
+def clean_all(cleaner: TextCleaner, texts: list[str], what: str) -> list[str]:
+    return [cleaner.clean(t) for t in tqdm(texts, desc=f"clean {what}", unit="doc",
+                                           mininterval=1.0, disable=None)]
+
+
+def fit_classifier(hp: Hyperparameters, train: data.Corpus) -> TextClassifier:
+    cleaner = make_cleaner(hp, lemmatize=hp.lemmatize)
+    cleaned = clean_all(cleaner, train.texts, "train (classifier)")
+    tfidf = make_tfidf(hp)
+    X = tfidf.fit_transform(cleaned)
+    nb = MultinomialNB(alpha=hp.alpha).fit(X, train.labels)
+    log.info("classifier: %d documents x %d features, %d non-zeros", *X.shape, X.nnz)
+    return TextClassifier.from_fitted(cleaner, from_sklearn(tfidf), nb, train.label_names)
+
+
+def fit_featurizer(hp: Hyperparameters, train: data.Corpus) -> tuple[NtmFeaturizer, Any]:
+    cleaner = make_cleaner(hp, lemmatize=hp.ntm_lemmatize)
+    cleaned = clean_all(cleaner, train.texts, "train (NTM)")
+    counts = CountVectorizer(max_features=hp.ntm_vocab_size, max_df=hp.ntm_max_df,
+                             min_df=hp.ntm_min_df, stop_words="english", dtype=np.float32)
+    X = counts.fit_transform(cleaned)
+    return NtmFeaturizer(cleaner, from_sklearn(counts)), X
+
+
+def write_ntm_data(hp: Hyperparameters, featurizer: NtmFeaturizer, X: Any,
+                   catalog: Catalog, out: Path) -> dict[str, Any]:
+    """RecordIO shards (train/), vocab.txt (auxiliary/) and the catalog, as NTM expects."""
+    ntm = out / "ntm"
+    shutil.rmtree(ntm, ignore_errors=True)
+    parts = recordio.write_sparse_shards(X, ntm / "train", min(hp.ntm_parts, X.shape[0]))
+    (ntm / "auxiliary").mkdir(parents=True)
+    (ntm / "auxiliary" / "vocab.txt").write_text(
+        "".join(f"{w}\n" for w in featurizer.vocabulary), encoding="utf-8")
+    catalog.save(ntm / "catalog.jsonl")
+    empty = int((np.diff(X.indptr) == 0).sum())
+    info = {"feature_dim": featurizer.feature_dim, "num_topics": hp.num_topics,
+            "documents": X.shape[0], "empty_documents": empty,
+            "parts": [p.name for p in parts]}
+    (ntm / "ntm_data.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparameters,
+        test_path: str | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    splits = data.load_splits(data_path, test_path)
+    train, test = splits.train, splits.test
+    if test is None:  # hold out a stratified share for the reported figures
+        idx = np.arange(len(train))
+        tr_idx, te_idx = train_test_split(idx, test_size=hp.test_fraction, random_state=hp.seed,
+                                          stratify=train.labels)
+        train, test = _subset(train, np.sort(tr_idx)), _subset(train, np.sort(te_idx))
+    log.info("data: %d train, %d test documents, %d labels from %s", len(train), len(test),
+             len(train.label_names), splits.source)
+
+    classifier = fit_classifier(hp, train)
+    predicted = classifier.joint_log_likelihood(test.texts).argmax(axis=1)
+    featurizer, X_ntm = fit_featurizer(hp, train)
+    catalog = Catalog.from_corpus(train.ids, train.titles,
+                                  [train.label_names[i] for i in train.labels])
+
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    classifier.save(model_dir / "classifier")
+    featurizer.save(model_dir / "ntm")
+    catalog.save(model_dir / "catalog.jsonl")
+    report_dir = (output_dir or model_dir / "evaluation") / "evaluation"
+    metrics = evaluate.write_report(test.labels, predicted, train.label_names, report_dir)
+    summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n_test")}
+    (model_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    ntm_info = None
+    if output_dir is not None:
+        ntm_info = write_ntm_data(hp, featurizer, X_ntm, catalog, output_dir)
+    artifact.write_manifest(model_dir, extra={
+        "training_data": {"source": splits.source, "fingerprint": data.fingerprint(train),
+                          "n_train": len(train), "n_test": len(test)},
+        "hyperparameters": hp.to_dict(),
+        "classes": train.label_names,
+        "classifier": {"n_features": classifier.vectorizer.n_features},
+        "ntm": {"feature_dim": featurizer.feature_dim, "num_topics": hp.num_topics},
+        "catalog_size": len(catalog),
+        "metrics": summary,
+    })
+    seconds = time.perf_counter() - started
+    log.info("accuracy %.4f, macro-F1 %.4f on %d test documents; %.1f s",
+             summary["accuracy"], summary["macro_f1"], len(test), seconds)
+    return {"metrics": summary, "seconds": seconds, "ntm": ntm_info}
+
+
+def _subset(corpus: data.Corpus, idx: np.ndarray) -> data.Corpus:
+    return data.Corpus([corpus.texts[i] for i in idx], corpus.labels[idx], corpus.label_names,
+                       [corpus.ids[i] for i in idx], [corpus.titles[i] for i in idx])
+
+
+def sagemaker_hyperparameters(root: Path) -> dict[str, Any]:
+    path = root / "input" / "config" / "hyperparameters.json"
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise HyperparameterError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise HyperparameterError(f"{path}: expected a JSON object")
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="20news .tar.gz, folder, CSV/JSONL, or "
+                        f"{data.FETCH_SPEC} (default: SageMaker's train channel)")
+    parser.add_argument("--test", help="a separate test split (folder or CSV/JSONL)")
+    parser.add_argument("--model-dir", type=Path, help="where the model goes")
+    parser.add_argument("--output-data-dir", type=Path, help="NTM data and evaluation report")
+    parser.add_argument("--hyperparameters", default="{}", help="JSON object")
+    parser.add_argument("--preset", choices=("default", "tutorial"),
+                        help="shorthand for the hyper-parameter 'preset'")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sagemaker = args.data is None
+    failure = SM_ROOT / "output" / "failure"
+    try:
+        if sagemaker:
+            raw = sagemaker_hyperparameters(SM_ROOT)
+            channels = SM_ROOT / "input" / "data"
+            data_path = str(channels / "train")
+            test_dir = channels / "test"
+            test_path = str(test_dir) if test_dir.is_dir() and any(test_dir.iterdir()) else None
+            model_dir = args.model_dir or SM_ROOT / "model"
+            output_dir = args.output_data_dir or SM_ROOT / "output" / "data"
+        else:
+            try:
+                raw = json.loads(args.hyperparameters)
+            except ValueError as exc:
+                raise HyperparameterError(f"--hyperparameters is not JSON ({exc})") from exc
+            if args.model_dir is None:
+                parser.error("--model-dir is required with --data")
+            data_path, test_path = args.data, args.test
+            model_dir, output_dir = args.model_dir, args.output_data_dir
+        if args.preset:
+            raw = {**raw, "preset": args.preset}
+        hp = parse(raw)
+        result = run(data_path, model_dir, output_dir, hp, test_path)
+        print(json.dumps(result["metrics"]))
+        return 0
+    except (HyperparameterError, data.DataError, LookupError, OSError, ValueError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("training failed: %s", message)
+        if sagemaker:
+            _write_failure(failure, message)
+        return 1
+    except Exception as exc:  # unexpected: keep the trace in the log and the failure file
+        log.exception("training failed")
+        if sagemaker:
+            _write_failure(failure, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        return 1
+
+
+def _write_failure(path: Path, message: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(message)
+    except OSError:
+        log.exception("could not write %s", path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

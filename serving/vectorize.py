@@ -1,0 +1,191 @@
+"""Term counting and TF-IDF weighting for already-cleaned text, equal to scikit-learn's.
+
+Training fits a scikit-learn ``CountVectorizer``/``TfidfVectorizer``; :func:`from_sklearn`
+turns it into a :class:`TermVectorizer` that keeps only what serving needs (vocabulary, idf,
+a few parameters) in plain arrays and JSON, and transforms with vectorised numpy/scipy.
+Tests assert the output equals scikit-learn's ``transform`` on the real test split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
+
+
+@dataclass
+class TermVectorizer:
+    """Cleaned text → sparse term matrix (counts, or TF-IDF when ``idf`` is set)."""
+
+    terms: list[str]
+    token_pattern: str = r"(?u)\b\w\w+\b"
+    lowercase: bool = True
+    ngram_range: tuple[int, int] = (1, 1)
+    stop_words: frozenset[str] = frozenset()
+    idf: np.ndarray | None = None
+    sublinear_tf: bool = False
+    norm: str | None = None
+    binary: bool = False
+    vocabulary: dict[str, int] = field(init=False, repr=False)
+    _token_re: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.vocabulary = {term: i for i, term in enumerate(self.terms)}
+        self._token_re = re.compile(self.token_pattern)
+        if self.norm not in (None, "l1", "l2"):
+            raise ValueError(f"norm={self.norm!r}")
+        if self.idf is not None and self.idf.shape != (len(self.terms),):
+            raise ValueError("idf does not match the vocabulary")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.terms)
+
+    def analyze(self, doc: str) -> list[str]:
+        """Tokens and n-grams of one document, exactly as scikit-learn's word analyzer."""
+        if self.lowercase:
+            doc = doc.lower()
+        tokens = self._token_re.findall(doc)
+        if self.stop_words:
+            stop = self.stop_words
+            tokens = [t for t in tokens if t not in stop]
+        low, high = self.ngram_range
+        if high == 1:
+            return tokens
+        grams = list(tokens) if low == 1 else []
+        n_tokens = len(tokens)
+        for n in range(max(low, 2), min(high, n_tokens) + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
+        return grams
+
+    def indices(self, doc: str) -> np.ndarray:
+        """Vocabulary indices of one document's terms (with repeats, unknown terms dropped)."""
+        get = self.vocabulary.get
+        found = [j for j in map(get, self.analyze(doc)) if j is not None]
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+    def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
+        per_doc = [self.indices(doc) for doc in docs]
+        lengths = np.fromiter((len(ix) for ix in per_doc), dtype=np.int64, count=len(per_doc))
+        indptr = np.zeros(len(per_doc) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        indices = np.concatenate(per_doc) if per_doc else np.zeros(0, dtype=np.int64)
+        data = np.ones(len(indices), dtype=np.float64)
+        X = sp.csr_matrix((data, indices, indptr), shape=(len(docs), self.n_features))
+        X.sum_duplicates()  # counts; also sorts indices
+        return self.weight(X)
+
+    def weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """Apply binary/sublinear tf, idf and row normalisation to a count matrix."""
+        if self.binary:
+            X.data[:] = 1.0
+        if self.sublinear_tf:
+            np.log(X.data, out=X.data)
+            X.data += 1.0
+        if self.idf is not None:
+            X.data *= self.idf[X.indices]
+        if self.norm is not None:
+            if self.norm == "l2":
+                sq = X.multiply(X).sum(axis=1).A1
+                scale = np.sqrt(sq)
+            else:
+                scale = np.abs(X).sum(axis=1).A1
+            scale[scale == 0.0] = 1.0
+            X.data /= np.repeat(scale, np.diff(X.indptr))
+        return X
+
+    def weight_row(self, indices: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """:meth:`weight` for one document given as sorted unique indices and their counts."""
+        if self.binary:
+            counts[:] = 1.0
+        if self.sublinear_tf:
+            np.log(counts, out=counts)
+            counts += 1.0
+        if self.idf is not None:
+            counts *= self.idf[indices]
+        if self.norm is not None and counts.size:
+            scale = np.sqrt(counts @ counts) if self.norm == "l2" else np.abs(counts).sum()
+            if scale:
+                counts /= scale
+        return counts
+
+    # Persistence: JSON parameters + vocabulary text + idf .npy (no code runs on load).
+    def save(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        params = {
+            "token_pattern": self.token_pattern,
+            "lowercase": self.lowercase,
+            "ngram_range": list(self.ngram_range),
+            "stop_words": sorted(self.stop_words),
+            "sublinear_tf": self.sublinear_tf,
+            "norm": self.norm,
+            "binary": self.binary,
+            "n_features": self.n_features,
+        }
+        written = [directory / "vectorizer.json", directory / "vocab.txt"]
+        written[0].write_text(json.dumps(params, indent=1) + "\n")
+        written[1].write_text("".join(f"{t}\n" for t in self.terms), encoding="utf-8")
+        if self.idf is not None:
+            np.save(directory / "idf.npy", self.idf, allow_pickle=False)
+            written.append(directory / "idf.npy")
+        return written
+
+    @classmethod
+    def load(cls, directory: Path) -> TermVectorizer:
+        params: dict[str, Any] = json.loads((directory / "vectorizer.json").read_text())
+        terms = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        if len(terms) != params["n_features"]:
+            raise ValueError(f"{directory}/vocab.txt has {len(terms)} terms, expected "
+                             f"{params['n_features']}")
+        idf_path = directory / "idf.npy"
+        idf = np.load(idf_path, allow_pickle=False) if idf_path.exists() else None
+        return cls(
+            terms=terms,
+            token_pattern=params["token_pattern"],
+            lowercase=params["lowercase"],
+            ngram_range=(params["ngram_range"][0], params["ngram_range"][1]),
+            stop_words=frozenset(params["stop_words"]),
+            idf=idf,
+            sublinear_tf=params["sublinear_tf"],
+            norm=params["norm"],
+            binary=params["binary"],
+        )
+
+
+def from_sklearn(vectorizer: CountVectorizer) -> TermVectorizer:
+    """Freeze a fitted word-analyzer ``CountVectorizer`` or ``TfidfVectorizer``."""
+    if vectorizer.analyzer != "word" or vectorizer.tokenizer is not None:
+        raise ValueError("only the default word analyzer is supported")
+    if vectorizer.preprocessor is not None or vectorizer.strip_accents is not None:
+        raise ValueError("preprocessor/strip_accents are not supported; clean text first")
+    stop = vectorizer.stop_words
+    if stop == "english":
+        stop_set = frozenset(ENGLISH_STOP_WORDS)
+    elif stop is None:
+        stop_set = frozenset()
+    else:
+        stop_set = frozenset(stop)
+    vocab = vectorizer.vocabulary_
+    terms = [""] * len(vocab)
+    for term, index in vocab.items():
+        terms[index] = term
+    is_tfidf = isinstance(vectorizer, TfidfVectorizer)
+    return TermVectorizer(
+        terms=terms,
+        token_pattern=vectorizer.token_pattern,
+        lowercase=vectorizer.lowercase,
+        ngram_range=tuple(vectorizer.ngram_range),  # type: ignore[arg-type]
+        stop_words=stop_set,
+        idf=np.asarray(vectorizer.idf_, dtype=np.float64) if is_tfidf and vectorizer.use_idf
+        else None,
+        sublinear_tf=bool(is_tfidf and vectorizer.sublinear_tf),
+        norm=vectorizer.norm if is_tfidf else None,
+        binary=bool(vectorizer.binary),
+    )
