@@ -1,7 +1,7 @@
 """The served text classifier: cleaning → TF-IDF → multinomial naive Bayes, in serving layout.
 
 scikit-learn's ``MultinomialNB.predict`` on one sparse row spends most of its time copying the
-transposed (features × classes) weight matrix. Here the weights are stored once in that layout
+transposed (features x classes) weight matrix. Here the weights are stored once in that layout
 (C-contiguous ``log_prob[feature, class]``) so one document costs a gather of its few rows.
 """
 

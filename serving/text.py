@@ -20,6 +20,7 @@ STOPWORD_SOURCES = ("sklearn", "nltk", "none")
 # References, NNTP-Posting-Host, Lines, ...) are dropped: Newsgroups would leak the label.
 DEFAULT_KEEP_HEADERS = ("subject", "from", "organization", "keywords", "summary")
 
+_SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
 
 
@@ -114,6 +115,9 @@ def subject_of(text: str) -> str:
     for name, value in headers:
         if name == "subject":
             return value
+    found = _SUBJECT.search(text[:4000])
+    if found:
+        return found.group(1).strip()
     for line in body.splitlines():
         if line.strip():
             return line.strip()[:200]

@@ -34,7 +34,7 @@ from serving import artifact, data, evaluate, recordio
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.featurizer import NtmFeaturizer
-from serving.hyperparameters import Hyperparameters, HyperparameterError, parse
+from serving.hyperparameters import HyperparameterError, Hyperparameters, parse
 from serving.text import TextCleaner
 from serving.vectorize import from_sklearn
 

@@ -1,0 +1,159 @@
+"""The HTTP layer: SageMaker's ``/ping``, ``/invocations`` and ``/execution-parameters``.
+
+One code path for every stage: limits → content negotiation → decode → model → encode, with
+typed 4xx errors as JSON and a request-id-only 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from serving import logs
+from serving.artifact import Model
+from serving.config import Settings
+from serving.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
+from serving.mediatypes import content_type_for, negotiate, parse_content_type
+from serving.stages import Options, Stage, build
+
+access_log = logging.getLogger(logs.ACCESS)
+log = logging.getLogger("serving.app")
+JSON_TYPE = "application/json"
+
+
+def _error(status: int, code: str, message: str, request_id: str) -> Response:
+    body = orjson.dumps({"error": code, "message": message, "request_id": request_id})
+    return Response(body, status=status, content_type=JSON_TYPE)
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, refusing anything over ``limit`` bytes before reading it all."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    return body
+
+
+class Server:
+    """The loaded model, its stage and settings; ``ready`` once the warm-up has passed."""
+
+    def __init__(self, model: Model, settings: Settings) -> None:
+        self.model = model
+        self.settings = settings
+        self.stage: Stage = build(model, settings)
+        self.default_accept = settings.default_accept or self.stage.natural_output
+        self.ready = False
+
+    def warm_up(self) -> None:
+        """Run the stage's canned request end to end; raises if anything is wrong."""
+        body, content_type, accept = self.stage.warmup
+        out, _media, count = self.invoke(body, content_type, accept, None)
+        if not out or count < 1:
+            raise RuntimeError(f"warm-up of stage {self.stage.name} produced no output")
+        self.ready = True
+
+    def invoke(self, body: bytes, content_type: str | None, accept: str | None,
+               attributes: str | None, timings: dict[str, float] | None = None,
+               ) -> tuple[bytes, str, int]:
+        stage = self.stage
+        t0 = time.perf_counter()
+        media = parse_content_type(content_type)
+        if media.type not in stage.input_types:
+            raise UnsupportedMediaType(
+                f"Content-Type {media.type} is not read by stage {stage.name}; use one of "
+                f"{', '.join(stage.input_types)}")
+        out_media = negotiate(accept, stage.output_types, self.default_accept)
+        options = Options.parse(attributes)
+        if not body:
+            raise BadRequest("the request body is empty")
+        records = stage.decode(body, media)
+        t1 = time.perf_counter()
+        result = stage.run(records, options)
+        t2 = time.perf_counter()
+        out = stage.encode(result, out_media)
+        if timings is not None:
+            timings.update(decode_ms=(t1 - t0) * 1e3, model_ms=(t2 - t1) * 1e3,
+                           encode_ms=(time.perf_counter() - t2) * 1e3)
+        return out, content_type_for(out_media), stage.count(records)
+
+
+def create_app(server: Server) -> Flask:
+    app = Flask("serving")
+    settings = server.settings
+    stage_name = server.stage.name
+    execution_parameters = orjson.dumps({
+        "MaxConcurrentTransforms": settings.workers,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": settings.max_payload_mb,
+    })
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if not server.ready:
+            return Response(b'{"status":"loading"}', status=503, content_type=JSON_TYPE)
+        return Response(b'{"status":"ok"}', status=200, content_type=JSON_TYPE)
+
+    @app.get("/execution-parameters")
+    def execution_params() -> Response:
+        return Response(execution_parameters, status=200, content_type=JSON_TYPE)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        started = time.perf_counter()
+        headers = request.headers
+        request_id = headers.get("X-Amzn-SageMaker-Inference-Id") or uuid.uuid4().hex
+        timings: dict[str, float] = {}
+        fields: dict[str, object] = {"request_id": request_id, "stage": stage_name}
+        records = 0
+        try:
+            body = _read_body(settings.max_request_bytes)
+            fields["bytes_in"] = len(body)
+            out, content_type, records = server.invoke(
+                body, headers.get("Content-Type"), headers.get("Accept"),
+                headers.get("X-Amzn-SageMaker-Custom-Attributes"), timings)
+            response = Response(out, status=200, content_type=content_type)
+        except ServingError as exc:
+            fields["error"] = exc.code
+            response = _error(exc.status, exc.code, exc.message, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            fields["error"] = "internal_error"
+            response = _error(500, "internal_error",
+                              f"internal error; quote request id {request_id}", request_id)
+        response.headers["X-Request-Id"] = request_id
+        fields.update(status=response.status_code, records=records,
+                      bytes_out=response.content_length or 0, **timings,
+                      total_ms=(time.perf_counter() - started) * 1e3)
+        logs.log_request(access_log, fields)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = {404: "the path is not one of /ping, /invocations, /execution-parameters",
+                   405: "method not allowed on this path"}.get(status, exc.name)
+        code = exc.name.lower().replace(" ", "_")
+        return _error(status, code, message, uuid.uuid4().hex)
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        request_id = uuid.uuid4().hex
+        log.exception("unhandled error %s", request_id)
+        return _error(500, "internal_error", f"internal error; quote request id {request_id}",
+                      request_id)
+
+    return app
+
+
+def load_server(settings: Settings) -> Server:
+    server = Server(Model.load(settings.model_dir), settings)
+    server.warm_up()
+    return server

@@ -1,0 +1,53 @@
+"""Structured logs: one JSON object per line, on stderr (CloudWatch reads the container's output).
+
+Request logs carry ids, sizes, status and timings, never request text.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+ACCESS = "serving.access"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure(level: str) -> None:
+    """JSON lines on stderr for every logger (gunicorn's included), at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("gunicorn.error", "gunicorn.access", "werkzeug"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    logging.getLogger("gunicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
+
+
+def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
+    level = logging.ERROR if fields.get("status", 200) >= 500 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(level, "", extra={"fields": fields})

@@ -1,0 +1,176 @@
+"""The four serving stages. Each decodes a body, runs the model part it owns, and encodes.
+
+A stage is chosen once per deployment (``SERVING_STAGE``); the HTTP layer is the same for all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serving import codecs, formats
+from serving.artifact import Model
+from serving.config import Settings
+from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
+from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
+
+TEXT_INPUTS = codecs.TEXT_INPUT_TYPES
+WARMUP_TEXT = (
+    "Subject: Re: graphics card drivers\n\nMy new video card shows garbage on the screen "
+    "after installing the windows driver. Any help with the vga mode settings?"
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-request options from ``X-Amzn-SageMaker-Custom-Attributes`` (``top_k=N``)."""
+
+    top_k: int | None = None
+
+    @classmethod
+    def parse(cls, header: str | None) -> Options:
+        top_k = None
+        if header:
+            for item in header.replace(";", ",").split(","):
+                key, sep, value = item.strip().partition("=")
+                if not sep:
+                    continue  # attributes meant for other containers are ignored
+                if key.strip().lower() == "top_k":
+                    try:
+                        top_k = int(value.strip())
+                    except ValueError:
+                        raise BadRequest("custom attribute top_k must be a whole number") from None
+                    if not 1 <= top_k <= 1000:
+                        raise BadRequest("custom attribute top_k must be between 1 and 1000")
+        return cls(top_k=top_k)
+
+
+@dataclass
+class Stage:
+    name: str
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+    natural_output: str
+    decode: Callable[[bytes, MediaType], Any]
+    run: Callable[[Any, Options], Any]
+    encode: Callable[[Any, MediaType], bytes]
+    warmup: tuple[bytes, str, str]  # body, content type, accept
+
+    @staticmethod
+    def count(records: Any) -> int:
+        return records.shape[0] if hasattr(records, "shape") else len(records)
+
+
+def _texts(settings: Settings) -> Callable[[bytes, MediaType], list[str]]:
+    def decode(body: bytes, media: MediaType) -> list[str]:
+        return codecs.decode_texts(body, media, max_records=settings.max_records,
+                                   max_doc_chars=settings.max_doc_chars,
+                                   lines_are_records=settings.batch)
+    return decode
+
+
+def classify_stage(model: Model, settings: Settings) -> Stage:
+    classifier = model.classifier
+    classes = classifier.classes
+
+    def run(texts: list[str], options: Options) -> tuple[np.ndarray, np.ndarray]:
+        return classifier.top_k(texts, options.top_k or settings.top_k)
+
+    def encode(result: tuple[np.ndarray, np.ndarray], media: MediaType) -> bytes:
+        return codecs.encode_classify(classes, result[0], result[1], media)
+
+    return Stage("classify", TEXT_INPUTS, codecs.CLASSIFY_OUTPUT_TYPES, JSON,
+                 _texts(settings), run, encode, (WARMUP_TEXT.encode(), "text/plain", JSON))
+
+
+def ntm_features_stage(model: Model, settings: Settings) -> Stage:
+    featurizer = model.featurizer
+
+    def run(texts: list[str], options: Options) -> Any:
+        return featurizer.transform(texts)
+
+    return Stage("ntm-features", TEXT_INPUTS, (JSON, JSONLINES, TEXT_CSV, RECORDIO), JSON,
+                 _texts(settings), run, formats.encode_ntm_input,
+                 (WARMUP_TEXT.encode(), "text/plain", RECORDIO))
+
+
+def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
+    n_topics = settings.num_topics or model.num_topics
+
+    def decode(body: bytes, media: MediaType) -> np.ndarray:
+        topics = formats.decode_ntm_output(body, media, n_topics)
+        if topics.shape[0] > settings.max_records:
+            raise PayloadTooLarge(
+                f"{topics.shape[0]} records; the limit is {settings.max_records}")
+        return topics
+
+    def run(topics: np.ndarray, options: Options) -> np.ndarray:
+        if not np.isfinite(topics).all():
+            raise UnprocessableEntity("topic weights must be finite numbers")
+        return topics.astype(np.float32, copy=False)
+
+    k = n_topics or 20
+    warm = orjson.dumps({"predictions": [{"topic_weights": [1.0 / k] * k}]})
+    return Stage("topics-to-knn", (JSON, JSONLINES, RECORDIO), (TEXT_CSV, JSON, JSONLINES,
+                 RECORDIO), TEXT_CSV, decode, run, formats.encode_knn_input,
+                 (warm, JSON, TEXT_CSV))
+
+
+def recommend_stage(model: Model, settings: Settings) -> Stage:
+    catalog = model.catalog
+    ids = np.asarray(catalog.ids, dtype=object)
+    titles = np.asarray(catalog.titles, dtype=object)
+    groups = np.asarray(catalog.newsgroups, dtype=object)
+
+    def decode(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
+        rows = formats.decode_knn_output(body, media)
+        if len(rows) > settings.max_records:
+            raise PayloadTooLarge(f"{len(rows)} records; the limit is "
+                                         f"{settings.max_records}")
+        return rows
+
+    def run(rows: Sequence[tuple[np.ndarray, np.ndarray]], options: Options) -> list[list[dict]]:
+        results = []
+        for number, (labels, distances) in enumerate(rows, 1):
+            if labels.shape != distances.shape:
+                raise UnprocessableEntity(f"record {number}: labels and distances differ in "
+                                          "length")
+            if not catalog.valid(labels).all():
+                raise UnprocessableEntity(
+                    f"record {number}: neighbour labels outside the catalog of {len(catalog)} "
+                    "training documents (was k-NN trained on this model's NTM data?)")
+            order = np.argsort(distances, kind="stable")[: options.top_k]
+            picked = labels[order]
+            results.append([
+                {"id": i, "title": t, "newsgroup": g, "score": round(1.0 - float(d), 6)}
+                for i, t, g, d in zip(ids[picked], titles[picked], groups[picked],
+                                      distances[order], strict=True)
+            ])
+        return results
+
+    def encode(results: list[list[dict]], media: MediaType) -> bytes:
+        if media.type == JSONLINES:
+            return b"".join(orjson.dumps({"recommendations": r}) + b"\n" for r in results)
+        return orjson.dumps({"predictions": [{"recommendations": r} for r in results]})
+
+    n = min(len(catalog), 3)
+    warm = orjson.dumps({"predictions": [{"predicted_label": 0.0, "labels": list(range(n)),
+                                          "distances": [0.1 * (i + 1) for i in range(n)]}]})
+    return Stage("recommend", (JSON, JSONLINES, RECORDIO), (JSON, JSONLINES), JSON, decode,
+                 run, encode, (warm, JSON, JSON))
+
+
+BUILDERS = {
+    "classify": classify_stage,
+    "ntm-features": ntm_features_stage,
+    "topics-to-knn": topics_to_knn_stage,
+    "recommend": recommend_stage,
+}
+
+
+def build(model: Model, settings: Settings) -> Stage:
+    return BUILDERS[settings.stage](model, settings)
