@@ -7,6 +7,7 @@ Unknown names are an error (a typo must not train a different model silently).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -83,6 +84,9 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
                 value = json.loads(stripped)
             except ValueError:
                 value = raw
+    if isinstance(value, str) and kind is not str and value != raw:
+        with contextlib.suppress(ValueError):  # JSON-encoded twice, e.g. "\"1\""
+            value = json.loads(value)
     if isinstance(value, str) and kind is not str:
         if kind is bool and value.strip().lower() in {"true", "false"}:
             return value.strip().lower() == "true"

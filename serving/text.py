@@ -20,6 +20,11 @@ STOPWORD_SOURCES = ("sklearn", "nltk", "none")
 # References, NNTP-Posting-Host, Lines, ...) are dropped: Newsgroups would leak the label.
 DEFAULT_KEEP_HEADERS = ("subject", "from", "organization", "keywords", "summary")
 
+KNOWN_HEADERS = frozenset({
+    "from", "subject", "newsgroups", "path", "date", "message-id", "organization", "lines",
+    "references", "sender", "reply-to", "nntp-posting-host", "xref", "distribution",
+    "keywords", "summary", "article-i.d.", "followup-to", "to", "cc", "x-newsreader",
+})
 _SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
 
@@ -106,6 +111,8 @@ def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
             headers.append((name.strip().lower(), value.strip()))
         else:  # not a header block after all
             return [], text
+    if not any(name in KNOWN_HEADERS for name, _ in headers):
+        return [], text  # "Question: why ..." is text, not a header
     return headers, body
 
 

@@ -39,7 +39,7 @@ from serving.text import TextCleaner
 from serving.vectorize import from_sklearn
 
 log = logging.getLogger("serving.train")
-SM_ROOT = Path(os.environ.get("SM_ROOT", "/opt/ml"))
+ENV_SM_ROOT = "SM_ROOT"  # SageMaker's /opt/ml; settable so tests can use a temporary layout
 
 
 def make_cleaner(hp: Hyperparameters, *, lemmatize: bool) -> TextCleaner:
@@ -180,16 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     sagemaker = args.data is None
-    failure = SM_ROOT / "output" / "failure"
+    sm_root = Path(os.environ.get(ENV_SM_ROOT, "/opt/ml"))
+    failure = sm_root / "output" / "failure"
     try:
         if sagemaker:
-            raw = sagemaker_hyperparameters(SM_ROOT)
-            channels = SM_ROOT / "input" / "data"
+            raw = sagemaker_hyperparameters(sm_root)
+            channels = sm_root / "input" / "data"
             data_path = str(channels / "train")
             test_dir = channels / "test"
             test_path = str(test_dir) if test_dir.is_dir() and any(test_dir.iterdir()) else None
-            model_dir = args.model_dir or SM_ROOT / "model"
-            output_dir = args.output_data_dir or SM_ROOT / "output" / "data"
+            model_dir = args.model_dir or sm_root / "model"
+            output_dir = args.output_data_dir or sm_root / "output" / "data"
         else:
             try:
                 raw = json.loads(args.hyperparameters)

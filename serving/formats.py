@@ -1,0 +1,402 @@
+"""The built-in NTM and k-NN wire formats (contract §4-§5), both directions.
+
+Shared by the serving stages and by the NTM/k-NN stand-in containers.  Every encoder returns bytes;
+send them with ``Content-Type: content_type_for(media)`` (private parameters such as ``sparse`` and
+``verbose`` dropped).  Decoders raise UnsupportedMediaType for a type the real algorithm does not
+read, BadRequest for malformed bodies, UnprocessableEntity for well-formed bodies of the wrong shape
+(wrong width, missing fields, another model's output).  Blank lines in CSV and JSON Lines bodies are
+skipped; rows and lines are counted from 1 in messages.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import scipy.sparse as sp
+
+from serving import recordio
+from serving.codecs import iter_json_lines, load_json, split_lines, type_name, utf8_text
+from serving.errors import BadRequest, NotAcceptable, UnprocessableEntity, UnsupportedMediaType
+from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType, content_type_for
+
+__all__ = [
+    "KNN_INPUT_TYPES",
+    "KNN_OUTPUT_TYPES",
+    "NTM_INPUT_TYPES",
+    "NTM_OUTPUT_TYPES",
+    "content_type_for",
+    "decode_knn_input",
+    "decode_knn_output",
+    "decode_ntm_input",
+    "decode_ntm_output",
+    "encode_knn_input",
+    "encode_knn_output",
+    "encode_ntm_input",
+    "encode_ntm_output",
+]
+
+NTM_INPUT_TYPES = (TEXT_CSV, JSON, JSONLINES, RECORDIO)
+NTM_OUTPUT_TYPES = (JSON, JSONLINES, RECORDIO)
+KNN_INPUT_TYPES = (TEXT_CSV, JSON, JSONLINES, RECORDIO)
+KNN_OUTPUT_TYPES = (JSON, JSONLINES, RECORDIO)
+
+NTM_OUTPUT_HINT = (
+    " - this looks like NTM's output (topic_weights), not a request; k-NN cannot read it, "
+    "so put the topics-to-knn stage between NTM and k-NN"
+)
+NOT_VERBOSE = (
+    "the k-NN response has no labels/distances; set "
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT=application/json; verbose=true on the k-NN container"
+)
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _check_type(
+    media: MediaType, allowed: Sequence[str], error: type[Exception], what: str
+) -> None:
+    if media.type not in allowed:
+        raise error(f"{media.type} is not {what}; use one of {', '.join(allowed)}")
+
+
+# --- numbers as text ---------------------------------------------------------------------------
+
+
+def _integral(values: np.ndarray) -> np.ndarray:
+    return np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2**53)
+
+
+def _number_strings(values: np.ndarray) -> list[str]:
+    """Shortest round-trip text per value; whole numbers without ".0"."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64).astype(str).tolist()
+    out = values.astype(str)
+    whole = _integral(values)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    return out.tolist()
+
+
+def _json_ready(matrix: np.ndarray) -> np.ndarray:
+    """int64 if every value is whole (compact JSON), else float32 (the wire type)."""
+    return matrix.astype(np.int64) if _integral(matrix).all() else matrix.astype(np.float32)
+
+
+def _dense_csv(M: np.ndarray) -> bytes:
+    n, d = M.shape
+    strings = _number_strings(M.ravel())
+    return "".join(",".join(strings[i * d : (i + 1) * d]) + "\n" for i in range(n)).encode()
+
+
+def _sparse_csv(X: sp.csr_matrix) -> bytes:
+    strings, keys, ptr = _number_strings(X.data), X.indices.tolist(), X.indptr.tolist()
+    template, lines = ["0"] * X.shape[1], []
+    for i in range(X.shape[0]):
+        row = template.copy()
+        for j in range(ptr[i], ptr[i + 1]):
+            row[keys[j]] = strings[j]
+        lines.append(",".join(row) + "\n")
+    return "".join(lines).encode()
+
+
+def _csv_matrix(text: str, n_features: int) -> np.ndarray:
+    """Numeric CSV (no header, blank lines skipped) as a float32 (n, n_features) array."""
+    lines = list(split_lines(text, keep_blank=False))
+    if not lines:
+        raise BadRequest("the CSV body has no rows")
+    try:
+        M = np.loadtxt(
+            io.StringIO("\n".join(line for _, line in lines)),
+            delimiter=",",
+            quotechar='"',
+            comments=None,
+            dtype=np.float32,
+            ndmin=2,
+        )
+    except ValueError:
+        M = None
+    if M is None or M.shape[1] != n_features:
+        for number, line in lines:  # find the culprit for a message that does not echo it
+            fields = line.split(",")
+            if len(fields) != n_features:
+                raise UnprocessableEntity(
+                    f"CSV line {number} has {len(fields)} values; expected {n_features}"
+                )
+            try:
+                [float(f.strip().strip('"')) for f in fields]
+            except ValueError:
+                raise BadRequest(f"CSV line {number} holds a value that is not a number") from None
+        raise BadRequest("malformed CSV body")
+    if not np.isfinite(M).all():
+        raise UnprocessableEntity("the CSV body holds NaN or infinite values")
+    return M
+
+
+# --- JSON instances ----------------------------------------------------------------------------
+
+
+def _describe(doc: Any) -> str:
+    if isinstance(doc, dict):
+        return "an object with keys " + ", ".join(repr(str(k)[:40]) for k in list(doc)[:5])
+    return type_name(doc)
+
+
+def _vector(value: Any, what: str, kinds: str = "iuf") -> np.ndarray:
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be an array of numbers, not {type_name(value)}")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise BadRequest(f"{what} must be an array of numbers") from None
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in kinds):
+        raise BadRequest(f"{what} must be an array of {'integers' if kinds == 'iu' else 'numbers'}")
+    return arr
+
+
+def _instance(inst: Any, what: str, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, keys or None) of one request instance, in any of NTM's JSON forms."""
+    if not isinstance(inst, dict):
+        raise BadRequest(f"{what}: expected an object, not {type_name(inst)}")
+    if "features" in inst:
+        values, keys = _vector(inst["features"], f"{what} features"), None
+    elif isinstance(inst.get("data"), dict) and isinstance(inst["data"].get("features"), dict):
+        tensor = inst["data"]["features"]
+        values = _vector(tensor.get("values"), f"{what} data.features.values")
+        keys = _vector(tensor["keys"], f"{what} keys", "iu") if "keys" in tensor else None
+        shape = tensor.get("shape")
+        if shape is not None and shape != [n_features]:
+            raise UnprocessableEntity(f"{what}: shape must be [{n_features}]")
+    else:
+        hint = NTM_OUTPUT_HINT if "topic_weights" in inst else ""
+        raise UnprocessableEntity(
+            f'{what}: expected {{"features": [...]}} or {{"data": {{"features": {{...}}}}}}, '
+            f"not {_describe(inst)}{hint}"
+        )
+    if keys is None and values.size != n_features:
+        raise UnprocessableEntity(f"{what} has {values.size} features; expected {n_features}")
+    if keys is not None:
+        if keys.size != values.size:
+            raise UnprocessableEntity(f"{what} has {keys.size} keys and {values.size} values")
+        if keys.size and (keys.min() < 0 or keys.max() >= n_features):
+            raise UnprocessableEntity(f"{what} has a key outside 0..{n_features - 1}")
+    if not np.isfinite(values.astype(np.float64)).all():
+        raise UnprocessableEntity(f"{what} holds a non-finite value")
+    return values, keys
+
+
+def _json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
+    text = utf8_text(body)
+    if media.type == JSON:
+        doc = load_json(text)
+        if not isinstance(doc, dict) or "instances" not in doc:
+            hint = NTM_OUTPUT_HINT if isinstance(doc, dict) and "predictions" in doc else ""
+            raise UnprocessableEntity(
+                f'expected {{"instances": [...]}}, not {_describe(doc)}{hint}'
+            )
+        if not isinstance(doc["instances"], list):
+            raise BadRequest(f'"instances" must be an array, not {type_name(doc["instances"])}')
+        rows = [
+            _instance(x, f"instance {i}", n_features)
+            for i, x in enumerate(doc["instances"], start=1)
+        ]
+    else:
+        rows = [_instance(x, f"line {i}", n_features) for i, x in iter_json_lines(text)]
+    if not rows:
+        raise BadRequest("the request holds no instances")
+    return recordio.csr_from_rows(rows, n_features, np.float32)
+
+
+def _decode_features(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
+    if not body:
+        raise BadRequest("the request body is empty")
+    if media.type == RECORDIO:
+        try:
+            M = recordio.decode_matrix(body, n_cols=n_features)
+        except UnprocessableEntity as exc:
+            hint = NTM_OUTPUT_HINT if "topic_weights" in exc.message else ""
+            raise UnprocessableEntity(exc.message + hint) from None
+        if M.shape[0] == 0:
+            raise BadRequest("the request holds no records")
+        return M.astype(np.float32)
+    if media.type == TEXT_CSV:
+        return _csv_matrix(utf8_text(body), n_features)
+    return _json_rows(body, media, n_features)
+
+
+# --- NTM ---------------------------------------------------------------------------------------
+
+
+def encode_ntm_input(X: sp.csr_matrix | sp.csr_array, media: MediaType) -> bytes:
+    """Word-count rows as an NTM request: CSV (dense), JSON/JSON Lines (dense, or sparse with the
+    media parameter ``sparse=true``), RecordIO (sparse)."""
+    _check_type(media, NTM_INPUT_TYPES, NotAcceptable, "an NTM request type")
+    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+    X.sum_duplicates()
+    if media.type == RECORDIO:
+        return recordio.encode_sparse_rows(X)
+    if media.type == TEXT_CSV:
+        return _sparse_csv(X)
+    if media.flag("sparse"):
+        n_cols, data = X.shape[1], _json_ready(X.data)
+        instances = [
+            {"data": {"features": {"keys": X.indices[a:b], "shape": [n_cols], "values": data[a:b]}}}
+            for a, b in zip(X.indptr[:-1], X.indptr[1:], strict=True)
+        ]
+    else:
+        instances = [{"features": row} for row in _json_ready(X.toarray())]
+    if media.type == JSON:
+        return orjson.dumps({"instances": instances}, option=_NUMPY)
+    return b"".join(orjson.dumps(inst, option=_NUMPY) + b"\n" for inst in instances)
+
+
+def decode_ntm_input(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
+    """Any NTM request format of contract §4 as a float32 CSR matrix of width ``n_features``."""
+    _check_type(media, NTM_INPUT_TYPES, UnsupportedMediaType, "an NTM request type")
+    return sp.csr_matrix(_decode_features(body, media, n_features), dtype=np.float32)
+
+
+def encode_ntm_output(W: np.ndarray, media: MediaType) -> bytes:
+    """Topic weights (n, K) as NTM answers: JSON, JSON Lines, RecordIO (label["topic_weights"])."""
+    _check_type(media, NTM_OUTPUT_TYPES, NotAcceptable, "an NTM response type")
+    W = np.ascontiguousarray(W, dtype=np.float32)
+    if W.ndim != 2:
+        raise ValueError(f"topic weights must be 2-D, not shape {W.shape}")
+    if media.type == RECORDIO:
+        return recordio.encode_tensor_rows(len(W), label={"topic_weights": W})
+    if media.type == JSON:
+        return orjson.dumps({"predictions": [{"topic_weights": w} for w in W]}, option=_NUMPY)
+    return b"".join(orjson.dumps({"topic_weights": w}, option=_NUMPY) + b"\n" for w in W)
+
+
+def _stack(rows: list[tuple[str, np.ndarray]], n_cols: int | None) -> np.ndarray:
+    width = n_cols if n_cols is not None else (rows[0][1].size if rows else 0)
+    for what, row in rows:
+        if row.size != width:
+            raise UnprocessableEntity(f"{what} has {row.size} values; expected {width}")
+    M = np.vstack([r for _, r in rows]).astype(np.float32) if rows else np.zeros((0, width))
+    if not np.isfinite(M).all():
+        raise UnprocessableEntity("the response holds NaN or infinite values")
+    return M.astype(np.float32, copy=False)
+
+
+def _predictions(body: bytes, media: MediaType) -> list[tuple[str, dict]]:
+    """(name for messages, object) of each prediction in a JSON or JSON Lines response."""
+    if media.type == JSON:
+        doc = load_json(utf8_text(body))
+        if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), list):
+            raise UnprocessableEntity(f'expected {{"predictions": [...]}}, not {_describe(doc)}')
+        items = [(f"prediction {i}", p) for i, p in enumerate(doc["predictions"], start=1)]
+    else:
+        items = [(f"line {i}", p) for i, p in iter_json_lines(utf8_text(body))]
+    for what, p in items:
+        if not isinstance(p, dict):
+            raise UnprocessableEntity(f"{what}: expected an object, not {type_name(p)}")
+    return items
+
+
+def decode_ntm_output(body: bytes, media: MediaType, n_topics: int | None) -> np.ndarray:
+    """NTM's answer as a float32 (n, K) array; K must equal ``n_topics`` when given."""
+    _check_type(media, NTM_OUTPUT_TYPES, UnsupportedMediaType, "an NTM response type")
+    if not body:
+        raise BadRequest("the NTM response body is empty")
+    if media.type == RECORDIO:
+        tensors = recordio.decode_tensor_rows(body, "label", "topic_weights")
+        return _stack(
+            [(f"RecordIO record {i}", r.ravel()) for i, r in enumerate(tensors, 1)], n_topics
+        )
+    rows = []
+    for what, p in _predictions(body, media):
+        if "topic_weights" not in p:
+            raise UnprocessableEntity(f'{what} has no "topic_weights"')
+        rows.append((what, _vector(p["topic_weights"], f"{what} topic_weights")))
+    return _stack(rows, n_topics)
+
+
+# --- k-NN --------------------------------------------------------------------------------------
+
+
+def encode_knn_input(M: np.ndarray, media: MediaType) -> bytes:
+    """Dense query vectors (n, d) as a k-NN request: CSV, JSON, JSON Lines or RecordIO."""
+    _check_type(media, KNN_INPUT_TYPES, NotAcceptable, "a k-NN request type")
+    M = np.ascontiguousarray(M, dtype=np.float32)
+    if M.ndim != 2:
+        raise ValueError(f"k-NN queries must be 2-D, not shape {M.shape}")
+    if media.type == RECORDIO:
+        return recordio.encode_dense_rows(M)
+    if media.type == TEXT_CSV:
+        return _dense_csv(M)
+    if media.type == JSON:
+        return orjson.dumps({"instances": [{"features": m} for m in M]}, option=_NUMPY)
+    return b"".join(orjson.dumps({"features": m}, option=_NUMPY) + b"\n" for m in M)
+
+
+def decode_knn_input(body: bytes, media: MediaType, n_features: int) -> np.ndarray:
+    """A k-NN request as float32 (n, n_features); NTM's output shapes are refused (422)."""
+    _check_type(media, KNN_INPUT_TYPES, UnsupportedMediaType, "a k-NN request type")
+    if media.type == TEXT_CSV and (media.param("label_size") or "0").strip() != "0":
+        raise UnprocessableEntity("k-NN inference reads text/csv with label_size=0 only")
+    M = _decode_features(body, media, n_features)
+    return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float32)
+
+
+def encode_knn_output(
+    predicted_label: np.ndarray,
+    labels: Sequence[np.ndarray] | np.ndarray | None,
+    distances: Sequence[np.ndarray] | np.ndarray | None,
+    media: MediaType,
+) -> bytes:
+    """k-NN answers; with media parameter ``verbose=true`` each also carries labels/distances."""
+    _check_type(media, KNN_OUTPUT_TYPES, NotAcceptable, "a k-NN response type")
+    pred = np.asarray(predicted_label, dtype=np.float32).ravel()
+    verbose = media.flag("verbose")
+    if verbose and (labels is None or distances is None):
+        raise ValueError("verbose k-NN output needs labels and distances")
+    objs: list[dict[str, Any]] = []
+    for i, p in enumerate(pred):
+        obj: dict[str, Any] = {"predicted_label": p}
+        if verbose:
+            assert labels is not None and distances is not None
+            obj["labels"] = np.asarray(labels[i], dtype=np.float32).ravel()
+            obj["distances"] = np.asarray(distances[i], dtype=np.float32).ravel()
+        objs.append(obj)
+    if media.type == RECORDIO:
+        return recordio.encode_records(recordio.make_record(label=o) for o in objs)
+    if media.type == JSON:
+        return orjson.dumps({"predictions": objs}, option=_NUMPY)
+    return b"".join(orjson.dumps(o, option=_NUMPY) + b"\n" for o in objs)
+
+
+def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    lab64, dist64 = lab.astype(np.float64).ravel(), dist.astype(np.float64).ravel()
+    if lab64.size != dist64.size:
+        raise UnprocessableEntity(f"{what} has {lab64.size} labels but {dist64.size} distances")
+    if not (_integral(lab64).all() and np.isfinite(dist64).all()):
+        raise UnprocessableEntity(f"{what} has a non-integer label or a non-finite distance")
+    return lab64.astype(np.int64), dist64
+
+
+def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(labels int64, distances float64) per query from a verbose k-NN answer."""
+    _check_type(media, KNN_OUTPUT_TYPES, UnsupportedMediaType, "a k-NN response type")
+    if not body:
+        raise BadRequest("the k-NN response body is empty")
+    out = []
+    if media.type == RECORDIO:
+        for i, rec in enumerate(recordio.read_records(body), start=1):
+            if "labels" not in rec.label or "distances" not in rec.label:
+                raise UnprocessableEntity(f"RecordIO record {i}: {NOT_VERBOSE}")
+            lab, lab_keys, _ = recordio.record_tensor(rec, "label", "labels", i)
+            dist, dist_keys, _ = recordio.record_tensor(rec, "label", "distances", i)
+            if lab_keys.size or dist_keys.size:
+                raise UnprocessableEntity(f"RecordIO record {i}: labels/distances must be dense")
+            out.append(_neighbours(lab, dist, f"RecordIO record {i}"))
+        return out
+    for what, p in _predictions(body, media):
+        if "labels" not in p or "distances" not in p:
+            raise UnprocessableEntity(f"{what}: {NOT_VERBOSE}")
+        lab = _vector(p["labels"], f"{what} labels")
+        out.append(_neighbours(lab, _vector(p["distances"], f"{what} distances"), what))
+    return out

@@ -1,0 +1,45 @@
+import pytest
+
+from serving.config import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.stage, s.port, s.timeout, s.max_request_bytes, s.model_dir) == (
+        "classify", 8080, 60, 6 * 1024 * 1024, "/opt/ml/model")
+    assert s.workers >= 1
+
+
+def test_sagemaker_variables() -> None:
+    s = Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "9090", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+                           "SAGEMAKER_SAFE_PORT_RANGE": "9000-9999", "SERVING_STAGE": "recommend",
+                           "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                           "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_BATCH": "true"})
+    assert (s.port, s.workers, s.safe_port_range, s.stage, s.default_accept) == (
+        9090, 3, (9000, 9999), "recommend", "text/csv")
+    assert s.max_payload_mb == 20 and s.max_request_bytes == 20 * 1024 * 1024 and s.batch
+
+
+def test_legacy_names_and_precedence() -> None:
+    assert Settings.from_env({"MODEL_SERVER_WORKERS": "5"}).workers == 5
+    assert Settings.from_env({"MODEL_SERVER_WORKERS": "5",
+                              "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}).workers == 2
+
+
+@pytest.mark.parametrize("env", [
+    {"SERVING_STAGE": "nope"}, {"SAGEMAKER_BIND_TO_PORT": "http"},
+    {"SAGEMAKER_BIND_TO_PORT": "70000"}, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"},
+    {"SAGEMAKER_SAFE_PORT_RANGE": "9-2"}, {"SERVING_LOG_LEVEL": "LOUD"},
+])
+def test_bad_values(env) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env(env)
+
+
+def test_replace_validates() -> None:
+    s = Settings.from_env({})
+    assert s.replace(port=1234).port == 1234
+    with pytest.raises(SettingsError):
+        s.replace(stage="x")
+    with pytest.raises(TypeError):
+        s.replace(colour="red")
