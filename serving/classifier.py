@@ -11,37 +11,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.naive_bayes import MultinomialNB
 
 from serving.text import TextCleaner
+from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
 
-
-def save_cleaner(cleaner: TextCleaner, path: Path) -> Path:
-    params = cleaner.get_params()
-    params["keep_headers"] = list(params["keep_headers"])
-    state = {"params": params, "stop_words": list(cleaner.stop_words_)}
-    path.write_text(json.dumps(state, indent=1) + "\n")
-    return path
-
-
-def load_cleaner(path: Path) -> TextCleaner:
-    state = json.loads(path.read_text())
-    params = dict(state["params"])
-    params["keep_headers"] = tuple(params["keep_headers"])
-    cleaner = TextCleaner(**params)
-    cleaner.stop_words_ = list(state["stop_words"])  # carried, so no stopwords corpus needed
-    if cleaner.lemmatize:
-        cleaner.clean("warm up wordnet")
-    return cleaner
+if TYPE_CHECKING:
+    from sklearn.naive_bayes import MultinomialNB
 
 
 @dataclass
 class TextClassifier:
-    cleaner: TextCleaner
-    vectorizer: TermVectorizer
+    features: TextFeatures
     log_prob: np.ndarray  # (n_features, n_classes), C-contiguous
     class_log_prior: np.ndarray  # (n_classes,)
     classes: list[str]
@@ -52,25 +36,18 @@ class TextClassifier:
         class_names: Sequence[str],
     ) -> TextClassifier:
         return cls(
-            cleaner=cleaner,
-            vectorizer=vectorizer,
+            features=TextFeatures(cleaner, vectorizer),
             log_prob=np.ascontiguousarray(nb.feature_log_prob_.T, dtype=np.float64),
             class_log_prior=np.asarray(nb.class_log_prior_, dtype=np.float64),
             classes=[class_names[int(c)] for c in nb.classes_],
         )
 
     def joint_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
-        cleaned = [self.cleaner.clean(t) for t in texts]
-        if len(cleaned) == 1:
-            return self._one(cleaned[0])[None, :]
-        X = self.vectorizer.transform(cleaned)
+        if len(texts) == 1:  # no sparse matrix for one document; same numbers
+            features, values = self.features.one(texts[0])
+            return (values @ self.log_prob[features] + self.class_log_prior)[None, :]
+        X = self.features.transform(texts)
         return np.asarray(X @ self.log_prob) + self.class_log_prior
-
-    def _one(self, cleaned: str) -> np.ndarray:
-        """One document without building a sparse matrix (same numbers as the batch path)."""
-        features, counts = np.unique(self.vectorizer.indices(cleaned), return_counts=True)
-        values = self.vectorizer.weight_row(features, counts.astype(np.float64))
-        return values @ self.log_prob[features] + self.class_log_prior
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         jll = self.joint_log_likelihood(texts)
@@ -93,8 +70,7 @@ class TextClassifier:
     # Persistence (plain JSON, text and .npy: nothing executes code on load).
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
-        written = [save_cleaner(self.cleaner, directory / "cleaner.json")]
-        written += self.vectorizer.save(directory)
+        written = self.features.save(directory)
         np.save(directory / "log_prob.npy", self.log_prob, allow_pickle=False)
         np.save(directory / "class_log_prior.npy", self.class_log_prior, allow_pickle=False)
         (directory / "classes.json").write_text(json.dumps(self.classes, indent=1) + "\n")
@@ -104,12 +80,11 @@ class TextClassifier:
     @classmethod
     def load(cls, directory: Path) -> TextClassifier:
         classes = json.loads((directory / "classes.json").read_text())
-        vectorizer = TermVectorizer.load(directory)
+        features = TextFeatures.load(directory)
         log_prob = np.load(directory / "log_prob.npy", allow_pickle=False)
         prior = np.load(directory / "class_log_prior.npy", allow_pickle=False)
-        if log_prob.shape != (vectorizer.n_features, len(classes)) or prior.shape != (
+        if log_prob.shape != (features.n_features, len(classes)) or prior.shape != (
             len(classes),
         ):
             raise ValueError(f"{directory}: weight shapes do not match vocabulary and classes")
-        return cls(load_cleaner(directory / "cleaner.json"), vectorizer,
-                   np.ascontiguousarray(log_prob), prior, classes)
+        return cls(features, np.ascontiguousarray(log_prob), prior, classes)

@@ -13,37 +13,38 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from serving.classifier import load_cleaner, save_cleaner
 from serving.text import TextCleaner
+from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
 
 
 @dataclass
 class NtmFeaturizer:
-    cleaner: TextCleaner
-    vectorizer: TermVectorizer
+    features: TextFeatures
+
+    @classmethod
+    def from_fitted(cls, cleaner: TextCleaner, vectorizer: TermVectorizer) -> NtmFeaturizer:
+        return cls(TextFeatures(cleaner, vectorizer))
 
     @property
     def feature_dim(self) -> int:
-        return self.vectorizer.n_features
+        return self.features.n_features
 
     @property
     def vocabulary(self) -> list[str]:
-        return self.vectorizer.terms
+        return self.features.vectorizer.terms
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Word counts, float32, one row per text (rows may be all zero)."""
-        counts = self.vectorizer.transform([self.cleaner.clean(t) for t in texts])
-        return counts.astype(np.float32)
+        return self.features.transform(texts).astype(np.float32)
 
     def save(self, directory: Path) -> list[Path]:
-        directory.mkdir(parents=True, exist_ok=True)
-        return [save_cleaner(self.cleaner, directory / "cleaner.json"),
-                *self.vectorizer.save(directory)]
+        return self.features.save(directory)
 
     @classmethod
     def load(cls, directory: Path) -> NtmFeaturizer:
-        vectorizer = TermVectorizer.load(directory)
-        if vectorizer.idf is not None or vectorizer.norm is not None:
+        features = TextFeatures.load(directory)
+        vectorizer = features.vectorizer
+        if vectorizer.idf is not None or vectorizer.norm is not None or vectorizer.sublinear_tf:
             raise ValueError(f"{directory}: the NTM featurizer must produce raw counts")
-        return cls(load_cleaner(directory / "cleaner.json"), vectorizer)
+        return cls(features)

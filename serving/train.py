@@ -79,7 +79,7 @@ def fit_featurizer(hp: Hyperparameters, train: data.Corpus) -> tuple[NtmFeaturiz
     counts = CountVectorizer(max_features=hp.ntm_vocab_size, max_df=hp.ntm_max_df,
                              min_df=hp.ntm_min_df, stop_words="english", dtype=np.float32)
     X = counts.fit_transform(cleaned)
-    return NtmFeaturizer(cleaner, from_sklearn(counts)), X
+    return NtmFeaturizer.from_fitted(cleaner, from_sklearn(counts)), X
 
 
 def write_ntm_data(hp: Hyperparameters, featurizer: NtmFeaturizer, X: Any,
@@ -137,7 +137,7 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
                           "n_train": len(train), "n_test": len(test)},
         "hyperparameters": hp.to_dict(),
         "classes": train.label_names,
-        "classifier": {"n_features": classifier.vectorizer.n_features},
+        "classifier": {"n_features": classifier.features.n_features},
         "ntm": {"feature_dim": featurizer.feature_dim, "num_topics": hp.num_topics},
         "catalog_size": len(catalog),
         "metrics": summary,

@@ -12,12 +12,17 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer, TfidfVectorizer
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
 @dataclass
@@ -25,7 +30,7 @@ class TermVectorizer:
     """Cleaned text → sparse term matrix (counts, or TF-IDF when ``idf`` is set)."""
 
     terms: list[str]
-    token_pattern: str = r"(?u)\b\w\w+\b"
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
     lowercase: bool = True
     ngram_range: tuple[int, int] = (1, 1)
     stop_words: frozenset[str] = frozenset()
@@ -48,11 +53,25 @@ class TermVectorizer:
     def n_features(self) -> int:
         return len(self.terms)
 
+    @property
+    def reads_word_tokens(self) -> bool:
+        """True when the token pattern is scikit-learn's default, so a list of words made of
+        letters only can be analysed without re-joining and re-matching (:meth:`tokens_terms`)."""
+        return self.token_pattern == DEFAULT_TOKEN_PATTERN
+
     def analyze(self, doc: str) -> list[str]:
         """Tokens and n-grams of one document, exactly as scikit-learn's word analyzer."""
         if self.lowercase:
             doc = doc.lower()
-        tokens = self._token_re.findall(doc)
+        return self._terms(self._token_re.findall(doc))
+
+    def tokens_terms(self, words: list[str]) -> list[str]:
+        """:meth:`analyze` of ``" ".join(words)`` for words of letters only (no regex pass)."""
+        if self.lowercase:
+            words = [w.lower() for w in words]
+        return self._terms([w for w in words if len(w) > 1])
+
+    def _terms(self, tokens: list[str]) -> list[str]:
         if self.stop_words:
             stop = self.stop_words
             tokens = [t for t in tokens if t not in stop]
@@ -60,25 +79,33 @@ class TermVectorizer:
         if high == 1:
             return tokens
         grams = list(tokens) if low == 1 else []
+        if low <= 2 <= high:
+            grams.extend([a + " " + b for a, b in pairwise(tokens)])
         n_tokens = len(tokens)
-        for n in range(max(low, 2), min(high, n_tokens) + 1):
+        for n in range(max(low, 3), min(high, n_tokens) + 1):
             grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
         return grams
 
-    def indices(self, doc: str) -> np.ndarray:
-        """Vocabulary indices of one document's terms (with repeats, unknown terms dropped)."""
+    def term_indices(self, terms: list[str]) -> np.ndarray:
+        """Vocabulary indices of terms (with repeats, unknown terms dropped)."""
         get = self.vocabulary.get
-        found = [j for j in map(get, self.analyze(doc)) if j is not None]
+        found = [j for j in map(get, terms) if j is not None]
         return np.fromiter(found, dtype=np.int64, count=len(found))
 
+    def indices(self, doc: str) -> np.ndarray:
+        return self.term_indices(self.analyze(doc))
+
     def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
-        per_doc = [self.indices(doc) for doc in docs]
+        return self.transform_indices([self.indices(doc) for doc in docs])
+
+    def transform_indices(self, per_doc: list[np.ndarray]) -> sp.csr_matrix:
+        """Weighted matrix from each document's term indices (see :meth:`term_indices`)."""
         lengths = np.fromiter((len(ix) for ix in per_doc), dtype=np.int64, count=len(per_doc))
         indptr = np.zeros(len(per_doc) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         indices = np.concatenate(per_doc) if per_doc else np.zeros(0, dtype=np.int64)
         data = np.ones(len(indices), dtype=np.float64)
-        X = sp.csr_matrix((data, indices, indptr), shape=(len(docs), self.n_features))
+        X = sp.csr_matrix((data, indices, indptr), shape=(len(per_doc), self.n_features))
         X.sum_duplicates()  # counts; also sorts indices
         return self.weight(X)
 
@@ -161,6 +188,8 @@ class TermVectorizer:
 
 def from_sklearn(vectorizer: CountVectorizer) -> TermVectorizer:
     """Freeze a fitted word-analyzer ``CountVectorizer`` or ``TfidfVectorizer``."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+
     if vectorizer.analyzer != "word" or vectorizer.tokenizer is not None:
         raise ValueError("only the default word analyzer is supported")
     if vectorizer.preprocessor is not None or vectorizer.strip_accents is not None:

@@ -5,9 +5,10 @@ import pytest
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
-from serving.classifier import TextClassifier, load_cleaner, save_cleaner
+from serving.classifier import TextClassifier
 from serving.data import load_splits
 from serving.hyperparameters import parse
+from serving.textfeatures import load_cleaner, save_cleaner
 from serving.train import fit_classifier, make_cleaner, make_tfidf
 from tests.conftest import DATA_TGZ, need_real_data
 

@@ -1,0 +1,108 @@
+"""Bounded load generation against 127.0.0.1: a latency client and a ``wrk`` wrapper."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _check_host(host: str) -> None:
+    if not host.startswith("127."):
+        raise ValueError(f"load tests only target the loopback range, not {host}")
+
+
+def wait_ready(host: str, port: int, timeout: float, interval: float = 0.1) -> bool:
+    _check_host(host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            conn.request("GET", "/ping")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(interval)
+    return False
+
+
+def latency(host: str, port: int, path: str, body: bytes, content_type: str, *, count: int,
+            seconds: float, accept: str = "application/json") -> dict[str, float]:
+    """Sequential requests (concurrency 1), at most ``count`` of them or ``seconds`` long."""
+    _check_host(host)
+    samples = []
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": content_type, "Accept": accept}
+    while len(samples) < count and time.monotonic() < deadline:
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("POST", path, body=body, headers=headers)
+        response = response_body = conn.getresponse()
+        response_body.read()
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{path} answered {response.status}")
+        samples.append(time.perf_counter() - started)
+    ms = np.asarray(samples) * 1e3
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3), "count": len(samples)}
+
+
+LUA = """
+local f = io.open("{body}", "rb")
+wrk.method = "{method}"
+wrk.body = f and f:read("*all") or nil
+if f then f:close() end
+{headers}
+"""
+
+
+def wrk(host: str, port: int, path: str, body: bytes | None, content_type: str | None, *,
+        connections: int, seconds: float) -> dict[str, Any]:
+    """Run ``wrk`` (bounded by ``seconds``) and parse requests/s and errors."""
+    _check_host(host)
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        body_path = Path(tmp) / "body"
+        body_path.write_bytes(body or b"")
+        headers = f'wrk.headers["Content-Type"] = "{content_type}"' if content_type else ""
+        script = Path(tmp) / "post.lua"
+        script.write_text(LUA.format(body=body_path, method="POST" if body else "GET",
+                                     headers=headers))
+        out = subprocess.run(
+            ["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout",
+             "5s", "-s", str(script), f"http://{host}:{port}{path}"],
+            check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        connect, _read, write, timeout = (int(g) for g in socket_errors.groups())
+        errors += connect + write + timeout  # read errors = server closing (no keep-alive)
+    return {"requests_per_s": round(float(rate.group(1)) if rate else 0.0),
+            "errors": errors, "raw": out}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"# Benchmark results ({results['date']})", "",
+             f"Machine: {results['machine']['cpus']} CPUs, Python "
+             f"{results['machine']['python']}, load average before "
+             f"{results['machine']['load_before']:.2f}.", ""]
+    for section, values in results.items():
+        if section in ("machine", "date") or not isinstance(values, dict):
+            continue
+        lines += [f"## {section}", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {key} | {value} |" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Benchmarks for the targets in the issues; writes bench/results/latest.{json,md}.
+
+    python -m bench.run --model-dir DIR --data ../shared/data/20news-bydate.tar.gz [--image IMG]
+
+Every load test is bounded in count and time and talks to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench import loadgen
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def model_time(model_dir: Path, texts: list[str]) -> dict[str, Any]:
+    """In-process model time (clean → TF-IDF → NB → top-k), no HTTP."""
+    from serving.artifact import Model
+
+    classifier = Model.load(model_dir).classifier
+    for text in texts[:200]:
+        classifier.top_k([text], 3)
+    samples = []
+    for text in texts[:3000]:
+        started = time.perf_counter()
+        classifier.top_k([text], 3)
+        samples.append(time.perf_counter() - started)
+    batch = texts[:1000]
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        classifier.top_k(batch, 3)
+        runs.append(time.perf_counter() - started)
+    us = np.asarray(samples) * 1e6
+    return {
+        "one_doc_us_p50": round(float(np.percentile(us, 50)), 1),
+        "one_doc_us_p90": round(float(np.percentile(us, 90)), 1),
+        "one_doc_us_mean": round(float(us.mean()), 1),
+        "batch_1000_docs_per_s": round(len(batch) / min(runs)),
+        "docs": len(samples),
+        "median_doc_chars": int(statistics.median(len(t) for t in texts[:3000])),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+           "SERVING_HOST": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+           "SERVING_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not loadgen.wait_ready("127.0.0.1", port, 60):
+        proc.kill()
+        raise RuntimeError("server did not start")
+    return proc, port
+
+
+def pss_mb(root_pid: int) -> float:
+    """Proportional set size of a process and all its children, in MB."""
+    pids = [root_pid]
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total_kb = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total_kb += int(line.split()[1])
+    return round(total_kb / 1024, 1)
+
+
+def http_benchmarks(host: str, port: int, texts: list[str], seconds: float) -> dict[str, Any]:
+    one = texts[1].encode()
+    lat = loadgen.latency(host, port, "/invocations", one, "text/plain", count=2000,
+                          seconds=seconds)
+    rps = loadgen.wrk(host, port, "/invocations", one, "text/plain", connections=8,
+                      seconds=seconds)
+    ping = loadgen.wrk(host, port, "/ping", None, None, connections=8, seconds=seconds)
+    typical = [t for t in texts if len(t) <= 20_000][:1000]  # under the per-document limit
+    body = b"".join(orjson.dumps(t) + b"\n" for t in typical)
+    batch = loadgen.latency(host, port, "/invocations", body, "application/jsonlines",
+                            count=20, seconds=seconds * 2, accept="application/jsonlines")
+    return {
+        "one_doc_latency_ms_p50": lat["p50_ms"],
+        "one_doc_latency_ms_p99": lat["p99_ms"],
+        "requests_per_s_c8": rps["requests_per_s"],
+        "ping_per_s_c8": ping["requests_per_s"],
+        "ratio_to_ping": round(rps["requests_per_s"] / max(ping["requests_per_s"], 1), 3),
+        "errors_c8": rps["errors"],
+        "batch_1000_jsonl_docs_per_s": round(1000 / (batch["p50_ms"] / 1000)),
+        "batch_1000_jsonl_bytes": len(body),
+    }
+
+
+def docker_benchmarks(image: str, model_dir: Path, texts: list[str],
+                      seconds: float) -> dict[str, Any]:
+    port = free_port()
+    started = time.perf_counter()
+    cid = subprocess.run(
+        ["docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080",
+         "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", "-v", f"{model_dir.resolve()}:/opt/ml/model:ro",
+         image, "serve"], check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        if not loadgen.wait_ready("127.0.0.1", port, 60, interval=0.02):
+            raise RuntimeError("container did not become healthy")
+        first_ping = time.perf_counter() - started
+        result = http_benchmarks("127.0.0.1", port, texts, seconds)
+        result["first_ping_s"] = round(first_ping, 2)
+        size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                              check=True, capture_output=True, text=True).stdout
+        result["image_mb"] = round(int(size) / 1e6, 1)
+        return result
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--image", default=os.environ.get("IMAGE", "sm-text-pipeline:latest"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args(argv)
+    from serving.data import load_splits
+
+    texts = load_splits(args.data).test.texts
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": os.getloadavg()[0]},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    if not args.skip_train:
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "serving.train", "--data", args.data,
+                            "--model-dir", f"{tmp}/m", "--output-data-dir", f"{tmp}/o"],
+                           check=True, capture_output=True)
+            metrics = json.loads(Path(f"{tmp}/m/metrics.json").read_text())
+            results["training"] = {"seconds": round(time.perf_counter() - started, 1),
+                                   "accuracy": metrics["accuracy"],
+                                   "macro_f1": metrics["macro_f1"]}
+    results["model"] = model_time(args.model_dir, texts)
+    proc, port = start_server(args.model_dir, workers=2)
+    try:
+        results["server"] = http_benchmarks("127.0.0.1", port, texts, args.seconds)
+        results["server"]["pss_mb_all_processes"] = pss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if subprocess.run(["docker", "image", "inspect", args.image],
+                      capture_output=True).returncode == 0:
+        results["docker"] = docker_benchmarks(args.image, args.model_dir, texts, args.seconds)
+        results["docker"]["latency_vs_local"] = round(
+            results["docker"]["one_doc_latency_ms_p50"]
+            / results["server"]["one_doc_latency_ms_p50"], 3)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / "latest.md").write_text(loadgen.markdown(results))
+    print(loadgen.markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

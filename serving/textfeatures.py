@@ -1,0 +1,78 @@
+"""Raw text → weighted term matrix: a fitted :class:`TextCleaner` feeding a
+:class:`TermVectorizer`, shared by the classifier and the NTM featurizer.
+
+When the cleaner yields letter-only words and the vectorizer uses scikit-learn's default token
+pattern, the words go straight to the n-gram step (no re-joining, no second regex pass); the
+result is identical (tests compare with scikit-learn on the real corpus).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from serving.text import TextCleaner
+from serving.vectorize import TermVectorizer
+
+
+def save_cleaner(cleaner: TextCleaner, path: Path) -> Path:
+    params = cleaner.get_params()
+    params["keep_headers"] = list(params["keep_headers"])
+    state = {"params": params, "stop_words": list(cleaner.stop_words_)}
+    path.write_text(json.dumps(state, indent=1) + "\n")
+    return path
+
+
+def load_cleaner(path: Path) -> TextCleaner:
+    state = json.loads(path.read_text())
+    params = dict(state["params"])
+    params["keep_headers"] = tuple(params["keep_headers"])
+    cleaner = TextCleaner(**params)
+    cleaner.stop_words_ = list(state["stop_words"])  # carried, so no stopwords corpus needed
+    if cleaner.lemmatize:
+        cleaner.clean("warm up wordnet")
+    return cleaner
+
+
+@dataclass
+class TextFeatures:
+    cleaner: TextCleaner
+    vectorizer: TermVectorizer
+    direct: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = self.cleaner.letters_only and self.vectorizer.reads_word_tokens
+
+    @property
+    def n_features(self) -> int:
+        return self.vectorizer.n_features
+
+    def indices(self, text: str) -> np.ndarray:
+        """Vocabulary indices of one raw document's terms (with repeats)."""
+        words = self.cleaner.tokens(text)
+        vectorizer = self.vectorizer
+        terms = (vectorizer.tokens_terms(words) if self.direct
+                 else vectorizer.analyze(" ".join(words)))
+        return vectorizer.term_indices(terms)
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.vectorizer.transform_indices([self.indices(t) for t in texts])
+
+    def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One document as sorted unique feature indices and their weights."""
+        features, counts = np.unique(self.indices(text), return_counts=True)
+        return features, self.vectorizer.weight_row(features, counts.astype(np.float64))
+
+    def save(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        return [save_cleaner(self.cleaner, directory / "cleaner.json"),
+                *self.vectorizer.save(directory)]
+
+    @classmethod
+    def load(cls, directory: Path) -> TextFeatures:
+        return cls(load_cleaner(directory / "cleaner.json"), TermVectorizer.load(directory))

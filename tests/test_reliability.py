@@ -1,0 +1,126 @@
+"""Process-level reliability of the real gunicorn server (bounded loads on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from tests.conftest import start_server
+
+pytestmark = pytest.mark.slow
+DOC = "Subject: orbit\n\nThe shuttle launch reached orbit and NASA was happy with the rocket."
+
+
+def workers_of(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def pss_kb(pid: int) -> int:
+    total = 0
+    for p in (pid, *workers_of(pid)):
+        for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total
+
+
+class Load(threading.Thread):
+    """Sequential POSTs until stopped or ``seconds`` pass; counts outcomes."""
+
+    def __init__(self, url: str, seconds: float, body: bytes = DOC.encode()) -> None:
+        super().__init__(daemon=True)
+        self.url, self.seconds, self.body = url, seconds, body
+        self.ok = self.failed = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            try:
+                response = requests.post(f"{self.url}/invocations", data=self.body,
+                                         headers={"Content-Type": "text/plain"}, timeout=10)
+                if response.status_code == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+            except requests.RequestException:
+                self.failed += 1
+
+
+def test_sigkilled_worker_is_replaced(tiny_model_dir: Path) -> None:
+    server = start_server(tiny_model_dir, workers=2)
+    try:
+        before = workers_of(server.process.pid)
+        assert len(before) == 2
+        loads = [Load(server.url, 20) for _ in range(2)]
+        for load in loads:
+            load.start()
+        time.sleep(1)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = workers_of(server.process.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.1)
+        assert victim not in now and len(now) == 2
+        ok_at_replacement = sum(load.ok for load in loads)
+        time.sleep(2)
+        for load in loads:
+            load.halt.set()
+            load.join()
+        assert sum(load.ok for load in loads) > ok_at_replacement  # still answering
+        assert sum(load.failed for load in loads) <= 2  # at most the in-flight requests
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_and_exits_quickly(tiny_model_dir: Path) -> None:
+    server = start_server(tiny_model_dir, workers=1)
+    body = b"".join(orjson.dumps(DOC * 10) + b"\n" for _ in range(4000))  # ~3 MB, ~1 s
+    result: dict[str, int] = {}
+
+    def slow_request() -> None:
+        response = requests.post(f"{server.url}/invocations", data=body,
+                                 headers={"Content-Type": "application/jsonlines"}, timeout=60)
+        result["status"] = response.status_code
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.15)  # the request is being processed
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(30)
+    elapsed = time.monotonic() - started
+    thread.join(30)
+    assert result.get("status") == 200  # the in-flight request was finished, not dropped
+    assert elapsed < 30 and server.process.returncode == 0
+
+
+def test_soak_60s_no_errors_flat_memory(tiny_model_dir: Path) -> None:
+    server = start_server(tiny_model_dir, workers=2)
+    try:
+        loads = [Load(server.url, 60) for _ in range(2)]
+        for load in loads:
+            load.start()
+        time.sleep(10)
+        early = pss_kb(server.process.pid)
+        for load in loads:
+            load.join()
+        late = pss_kb(server.process.pid)
+        total = sum(load.ok for load in loads)
+        print(f"soak: {total} requests in 60 s, PSS {early / 1024:.1f} -> {late / 1024:.1f} MB")
+        assert sum(load.failed for load in loads) == 0 and total > 1000
+        assert late <= early * 1.05 + 2048  # flat: within 5 % (+2 MB slack)
+        assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+    finally:
+        server.stop()
