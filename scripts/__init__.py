@@ -1,0 +1,1 @@
+"""Operational scripts (AWS workflow, local emulators). Each module also runs as a script."""

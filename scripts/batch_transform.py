@@ -1,0 +1,156 @@
+"""Bulk scoring from S3 to S3 with a SageMaker batch transform job.
+
+  python scripts/batch_transform.py --model MODEL --input s3://b/docs/ --output s3://b/scores/ \\
+      --execution-parameters-url http://127.0.0.1:8080
+
+One record per line in, one result per line out, in order: SplitType=Line, AssembleWith=Line,
+BatchStrategy=MultiRecord. MaxPayloadInMB and MaxConcurrentTransforms come from
+--max-payload-mb / --max-concurrent, else from what a running container answers at
+<url>/execution-parameters ({"MaxConcurrentTransforms": N, "BatchStrategy": "MULTI_RECORD",
+"MaxPayloadInMB": M}), else 6 MB and 1.
+Model: --model NAME (the MODEL_NAME endpoints.py printed), or --image and --model-data (and
+--role) to create one for SERVING_STAGE=--stage. Waits with progress unless --no-wait and
+prints FailureReason when the job fails. An existing --job-name is reported, not restarted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import containers
+from scripts.aws_cli import make_parser, require_image, resolve_role, run_main
+from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri, wait_for
+from scripts.sm_resources import check_name, describe_or_none, ensure_model, model_definition
+
+STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+
+
+def execution_parameters(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """GET <url>/execution-parameters from a running container, checked."""
+    full = url.rstrip("/") + "/execution-parameters"
+    try:
+        with urllib.request.urlopen(full, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ScriptError(f"cannot read {full}: {exc}", 2) from None
+    payload = data.get("MaxPayloadInMB")
+    concurrent = data.get("MaxConcurrentTransforms")
+    strategy = data.get("BatchStrategy", "MULTI_RECORD")
+    if not isinstance(payload, int) or not 0 <= payload <= 100:
+        raise ScriptError(f"{full}: MaxPayloadInMB {payload!r} is not 0..100", 2)
+    if not isinstance(concurrent, int) or concurrent < 1:
+        raise ScriptError(f"{full}: MaxConcurrentTransforms {concurrent!r} is not >= 1", 2)
+    if strategy not in STRATEGIES:
+        raise ScriptError(f"{full}: BatchStrategy {strategy!r} is not one of {list(STRATEGIES)}")
+    log(f"{full}: {data}")
+    return {"MaxPayloadInMB": payload, "MaxConcurrentTransforms": concurrent}
+
+
+def job_request(args: argparse.Namespace, model: str, job: str) -> dict[str, Any]:
+    limits = {"MaxPayloadInMB": 6, "MaxConcurrentTransforms": 1}
+    if args.execution_parameters_url:
+        limits.update(execution_parameters(args.execution_parameters_url))
+    if args.max_payload_mb is not None:
+        limits["MaxPayloadInMB"] = args.max_payload_mb
+    if args.max_concurrent is not None:
+        limits["MaxConcurrentTransforms"] = args.max_concurrent
+    return {
+        "TransformJobName": job,
+        "ModelName": model,
+        "BatchStrategy": "MultiRecord",
+        **limits,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": args.input}},
+            "ContentType": args.content_type,
+            "SplitType": "Line",
+            "CompressionType": "None",
+        },
+        "TransformOutput": {
+            "S3OutputPath": args.output,
+            "Accept": args.accept,
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {
+            "InstanceType": args.instance_type,
+            "InstanceCount": args.instance_count,
+        },
+    }
+
+
+def resolve_model(aws: Aws, args: argparse.Namespace) -> str:
+    if args.model:
+        return str(args.model)
+    if not args.model_data:
+        raise ScriptError("pass --model NAME, or --image and --model-data to create one", 2)
+    image = require_image(args.image)
+    role = resolve_role(aws, args.role)
+    boxes = containers.classifier_containers(image, args.model_data, args.accept)
+    boxes[0]["Environment"][containers.ENV_STAGE] = args.stage
+    return ensure_model(aws, f"sm-text-batch-{args.stage}", model_definition(role, boxes, None))
+
+
+def handler(args: argparse.Namespace) -> int:
+    parse_s3_uri(args.input)
+    parse_s3_uri(args.output)
+    aws = Aws.from_args(args)
+    model = resolve_model(aws, args)
+    job = args.job_name or f"{model[:44]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_name(job, "transform job", 63)
+    sm = aws.client("sagemaker")
+    if describe_or_none(sm.describe_transform_job, TransformJobName=job):
+        log(f"transform job {job} exists: not starting it again")
+    else:
+        sm.create_transform_job(**job_request(args, model, job))
+        aws.note(f"started transform job {job}")
+    emit("TRANSFORM_JOB_NAME", job)
+    if not args.no_wait:
+        wait_for(
+            aws,
+            f"transform job {job}",
+            lambda: sm.describe_transform_job(TransformJobName=job),
+            status_key="TransformJobStatus",
+            done=["Completed"],
+            failed=["Failed", "Stopped"],
+            poll=30,
+        )
+    emit("OUTPUT_S3", args.output)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
+    parser.add_argument("--input", required=True, help="s3:// prefix of the input records")
+    parser.add_argument("--output", required=True, help="s3:// prefix for the results")
+    parser.add_argument("--model", help="existing SageMaker model name")
+    parser.add_argument("--image", help="our image URI, to create a model ($IMAGE_URI)")
+    parser.add_argument("--model-data", help="s3://.../model.tar.gz, to create a model")
+    parser.add_argument("--stage", default="classify", help="SERVING_STAGE of a created model")
+    parser.add_argument("--role", help="execution role for a created model ($SAGEMAKER_ROLE_ARN)")
+    parser.add_argument("--job-name", help="default: <model>-<timestamp>")
+    parser.add_argument("--content-type", default="text/plain", help="input type (%(default)s)")
+    parser.add_argument("--accept", default="application/jsonlines", help="output type")
+    parser.add_argument("--execution-parameters-url", help="a running container, e.g. :8080")
+    parser.add_argument("--max-payload-mb", type=int, help="MaxPayloadInMB (overrides the URL)")
+    parser.add_argument("--max-concurrent", type=int, help="MaxConcurrentTransforms")
+    parser.add_argument("--instance-type", default="ml.m5.large")
+    parser.add_argument("--instance-count", type=int, default=1)
+    parser.add_argument("--no-wait", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser(), handler, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

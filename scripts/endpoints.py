@@ -1,0 +1,277 @@
+"""Deploy, update, scale and tear down the classifier and recommender endpoints.
+
+Sub-commands:
+  create-classifier  one container of our image, SERVING_STAGE=classify
+  create-pipeline    the recommender, InferenceExecutionConfig Serial:
+                     ntm-features -> NTM -> topics-to-knn -> k-NN -> recommend
+                     (NTM / k-NN model data: --ntm-model-data / --knn-model-data, or the
+                     artifacts of --ntm-training-job / --knn-training-job)
+  update             new model + endpoint config from the endpoint's current ones with --image,
+                     --model-data, --instance-type or --instance-count replaced; update_endpoint
+  autoscale          target tracking on invocations per instance; --remove takes it off
+  delete             the endpoint, its scaling, its config and models, and older <name>-<hash> ones
+
+create-* are idempotent: the same inputs change nothing, other inputs update the endpoint in place
+through a new config. They wait for InService with progress unless --no-wait. Each prints
+ENDPOINT_NAME=, MODEL_NAME=, ENDPOINT_CONFIG_NAME= and RESULT=created|updated|unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import autoscaling, containers
+from scripts.aws_cli import common_parent, require_image, resolve_role, run_main
+from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
+from scripts.builtin_images import image_uri
+from scripts.sm_resources import (
+    check_name,
+    deploy,
+    describe_or_none,
+    ensure_endpoint_config,
+    ensure_model,
+    model_definition,
+    teardown,
+    variant,
+)
+
+
+def s3_arg(value: str) -> str:
+    parse_s3_uri(value)
+    return value
+
+
+def training_artifacts(aws: Aws, job: str) -> str:
+    sm = aws.client("sagemaker")
+    desc = describe_or_none(sm.describe_training_job, TrainingJobName=job)
+    if desc is None:
+        if aws.dry_run:
+            return f"s3://<output of {job}>/model.tar.gz"
+        raise ScriptError(f"training job {job} not found", 2)
+    if desc.get("TrainingJobStatus") != "Completed":
+        status, reason = desc.get("TrainingJobStatus"), desc.get("FailureReason", "")
+        raise ScriptError(f"training job {job} is {status}, not Completed {reason}".strip(), 2)
+    return str(desc["ModelArtifacts"]["S3ModelArtifacts"])
+
+
+def converge(
+    aws: Aws, args: argparse.Namespace, boxes: list[dict[str, Any]], mode: str | None
+) -> int:
+    name = check_name(args.name)
+    role = resolve_role(aws, args.role)
+    model = ensure_model(aws, name, model_definition(role, boxes, mode))
+    config = ensure_endpoint_config(
+        aws, name, [variant(model, args.instance_type, args.instance_count, args.variant)]
+    )
+    result = deploy(aws, name, config, wait=not args.no_wait, keep_old=args.keep_old)
+    for key, value in (("ENDPOINT_NAME", name), ("MODEL_NAME", model)):
+        emit(key, value)
+    emit("ENDPOINT_CONFIG_NAME", config)
+    emit("RESULT", result)
+    return 0
+
+
+def create_classifier(args: argparse.Namespace) -> int:
+    aws = Aws.from_args(args)
+    image = require_image(args.image)
+    boxes = containers.classifier_containers(
+        image, args.model_data, args.accept or containers.ACCEPT["classify"], args.env
+    )
+    return converge(aws, args, boxes, None)
+
+
+def create_pipeline(args: argparse.Namespace) -> int:
+    aws = Aws.from_args(args)
+    image = require_image(args.image)
+    ntm_data = args.ntm_model_data or (
+        args.ntm_training_job and training_artifacts(aws, args.ntm_training_job)
+    )
+    knn_data = args.knn_model_data or (
+        args.knn_training_job and training_artifacts(aws, args.knn_training_job)
+    )
+    if not ntm_data or not knn_data:
+        raise ScriptError(
+            "need NTM and k-NN model data: --ntm-model-data/--ntm-training-job and "
+            "--knn-model-data/--knn-training-job",
+            2,
+        )
+    accept = {"ntm-features": args.features_accept} if args.features_accept else {}
+    boxes = containers.recommender_containers(
+        image,
+        args.model_data,
+        args.ntm_image or image_uri("ntm", aws.region),
+        ntm_data,
+        args.knn_image or image_uri("knn", aws.region),
+        knn_data,
+        accept,
+        args.env,
+    )
+    return converge(aws, args, boxes, "Serial")
+
+
+def update(args: argparse.Namespace) -> int:
+    aws = Aws.from_args(args)
+    name = check_name(args.name)
+    sm = aws.client("sagemaker")
+    desc = describe_or_none(sm.describe_endpoint, EndpointName=name)
+    if desc is None:
+        raise ScriptError(f"no endpoint {name} to update: create it first", 2)
+    config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
+    current = config["ProductionVariants"][0]
+    model = sm.describe_model(ModelName=current["ModelName"])
+    boxes = [containers.reusable(c) for c in model.get("Containers") or [model["PrimaryContainer"]]]
+    for box in boxes:
+        if containers.is_custom(box):
+            box["Image"] = require_image(args.image) if args.image else box["Image"]
+            box["ModelDataUrl"] = args.model_data or box.get("ModelDataUrl")
+    mode = (model.get("InferenceExecutionConfig") or {}).get("Mode")
+    if len(boxes) > 1:
+        mode = mode or "Serial"  # moto drops InferenceExecutionConfig; SageMaker's default
+    definition = model_definition(model["ExecutionRoleArn"], boxes, mode)
+    new_model = ensure_model(aws, name, definition)
+    new_variant = variant(
+        new_model,
+        args.instance_type or current["InstanceType"],
+        args.instance_count or current["InitialInstanceCount"],
+        current["VariantName"],
+    )
+    new_config = ensure_endpoint_config(aws, name, [new_variant])
+    result = deploy(aws, name, new_config, wait=not args.no_wait, keep_old=args.keep_old)
+    emit("ENDPOINT_NAME", name)
+    emit("MODEL_NAME", new_model)
+    emit("ENDPOINT_CONFIG_NAME", new_config)
+    emit("RESULT", result)
+    return 0
+
+
+def autoscale(args: argparse.Namespace) -> int:
+    aws = Aws.from_args(args)
+    name = check_name(args.name)
+    if args.remove:
+        autoscaling.remove(aws, name, [args.variant])
+        return 0
+    if not 1 <= args.min_instances <= args.max_instances:
+        raise ScriptError("need 1 <= --min-instances <= --max-instances", 2)
+    sm = aws.client("sagemaker")
+    if describe_or_none(sm.describe_endpoint, EndpointName=name) is None and not aws.dry_run:
+        raise ScriptError(f"no endpoint {name}: create it first", 2)
+    policy = autoscaling.register(
+        aws,
+        name,
+        args.variant,
+        args.min_instances,
+        args.max_instances,
+        args.target_invocations,
+        args.scale_in_cooldown,
+        args.scale_out_cooldown,
+    )
+    emit("SCALING_POLICY", policy)
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    aws = Aws.from_args(args)
+    name = check_name(args.name)
+    if not teardown(aws, name, wait=not args.no_wait) and not aws.dry_run:
+        aws.note(f"nothing named {name} to delete")
+    emit("DELETED", name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    doc = (__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(
+        description=doc[0],
+        epilog="\n".join(doc[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = common_parent()
+
+    def deployable(cmd: str, default_name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(cmd, parents=[common], help=help_text, description=help_text)
+        p.add_argument("--name", default=default_name, help="endpoint name (%(default)s)")
+        p.add_argument("--image", help="our image URI (default: $IMAGE_URI)")
+        p.add_argument("--model-data", type=s3_arg, required=True, help="s3://.../model.tar.gz")
+        p.add_argument("--role", help="execution role ARN or name ($SAGEMAKER_ROLE_ARN)")
+        p.add_argument("--instance-type", default="ml.m5.large")
+        p.add_argument("--instance-count", type=int, default=1)
+        p.add_argument("--variant", default="AllTraffic")
+        p.add_argument(
+            "--env", action="append", metavar="KEY=VALUE", help="extra env for our containers"
+        )
+        p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
+        p.add_argument("--keep-old", action="store_true", help="keep a replaced config/model")
+        return p
+
+    p = deployable("create-classifier", "sm-text-classifier", "classifier endpoint")
+    p.add_argument("--accept", help="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT (application/json)")
+    p.set_defaults(func=create_classifier)
+
+    p = deployable("create-pipeline", "sm-text-recommender", "recommender pipeline endpoint")
+    p.add_argument("--ntm-model-data", type=s3_arg)
+    p.add_argument("--ntm-training-job")
+    p.add_argument("--knn-model-data", type=s3_arg)
+    p.add_argument("--knn-training-job")
+    p.add_argument("--ntm-image", help="default: the built-in NTM image of the region")
+    p.add_argument("--knn-image", help="default: the built-in k-NN image of the region")
+    p.add_argument(
+        "--features-accept",
+        choices=["application/x-recordio-protobuf", "application/json"],
+        help="what ntm-features emits (default application/x-recordio-protobuf)",
+    )
+    p.set_defaults(func=create_pipeline)
+
+    p = sub.add_parser("update", parents=[common], help="update an endpoint via a new config")
+    p.add_argument("--name", required=True, help="endpoint name")
+    p.add_argument("--image", help="new image for our containers")
+    p.add_argument("--model-data", type=s3_arg, help="new model data for our containers")
+    p.add_argument("--instance-type")
+    p.add_argument("--instance-count", type=int)
+    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--keep-old", action="store_true", help="keep the replaced config/model")
+    p.set_defaults(func=update)
+
+    p = sub.add_parser("autoscale", parents=[common], help="target-tracking autoscaling")
+    p.add_argument("--name", required=True, help="endpoint name")
+    p.add_argument("--variant", default="AllTraffic")
+    p.add_argument("--min-instances", type=int, default=1)
+    p.add_argument("--max-instances", type=int, default=4)
+    p.add_argument(
+        "--target-invocations",
+        type=float,
+        default=100.0,
+        help="invocations per instance per minute to hold (%(default)s)",
+    )
+    p.add_argument("--scale-in-cooldown", type=int, default=300)
+    p.add_argument("--scale-out-cooldown", type=int, default=60)
+    p.add_argument("--remove", action="store_true", help="delete the policy and deregister")
+    p.set_defaults(func=autoscale)
+
+    p = sub.add_parser("delete", parents=[common], help="tear down an endpoint")
+    p.add_argument("--name", required=True, help="endpoint name")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for the deletion")
+    p.set_defaults(func=delete)
+    return parser
+
+
+def handler(args: argparse.Namespace) -> int:
+    try:
+        args.env = containers.parse_env(getattr(args, "env", None))
+    except ValueError as exc:
+        raise ScriptError(str(exc), 2) from None
+    return int(args.func(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser(), handler, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Local stand-ins for AWS on 127.0.0.1: moto (control plane) and a registry with ECR-style login.
+
+    python scripts/local_aws.py start            # idempotent; then prints the settings
+    eval "$(python scripts/local_aws.py env)"    # point AWS_ENDPOINT_URL etc. at them
+    python scripts/local_aws.py status           # exit 0 when everything runs, 3 otherwise
+    python scripts/local_aws.py stop             # stops only the PIDs it started
+
+Components:
+  moto      moto's server (scripts/moto_shims.py: moto + UpdateEndpoint) serving SageMaker, ECR,
+            S3, STS, IAM, Application Auto Scaling on one port.
+  registry  Debian's docker-registry (distribution 2.8) with htpasswd auth: user AWS, password
+            = what moto's ecr.get_authorization_token hands out, so the real
+            get_authorization_token -> docker login --password-stdin -> push flow runs.
+
+Files under --work-dir (default .work/local_aws, or $LOCAL_AWS_DIR): state.json, <name>.pid,
+<name>.log, registry/ (config, htpasswd, image data; wiped on a fresh start and on stop).
+Ports: --moto-port / --registry-port ($LOCAL_AWS_MOTO_PORT / $LOCAL_AWS_REGISTRY_PORT); 0, the
+default, picks a free port. Credentials printed by `env` are fake (testing/testing).
+Later components (a local SageMaker data plane) add a start function and env entries here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DIR = REPO_ROOT / ".work" / "local_aws"
+REGION = "us-east-1"
+FAKE_KEY = "testing"
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: local-ecr
+    path: {htpasswd}
+"""
+
+
+class LocalAwsError(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"[local_aws] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """True when PID runs and its command line contains marker (guards against PID reuse)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and marker in cmdline
+
+
+def load_state(work: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((work / "state.json").read_text()))
+    except (OSError, ValueError):
+        return {"components": {}}
+
+
+def save_state(work: Path, state: dict[str, Any]) -> None:
+    tmp = work / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(work / "state.json")
+
+
+def spawn(
+    work: Path, name: str, cmd: list[str], port: int, marker: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    log = (work / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    log.close()
+    (work / f"{name}.pid").write_text(f"{proc.pid}\n")
+    say(f"started {name} pid {proc.pid} on 127.0.0.1:{port} (log {work / f'{name}.log'})")
+    return proc, {"pid": proc.pid, "port": port, "marker": marker, "cmd": cmd}
+
+
+def wait_until(check: Any, what: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            raise LocalAwsError(f"{what} exited during start-up; see its log")
+        time.sleep(0.2)
+    raise LocalAwsError(f"{what} did not answer within {timeout:.0f} s; see its log")
+
+
+def start_moto(work: Path, port: int, state: dict[str, Any], timeout: float) -> int:
+    shim = str(REPO_ROOT / "scripts" / "moto_shims.py")
+    cmd = [sys.executable, shim, "--host", "127.0.0.1", "--port", str(port)]
+    proc, state["components"]["moto"] = spawn(work, "moto", cmd, port, marker=shim)
+    save_state(work, state)
+    url = f"http://127.0.0.1:{port}/moto-api/"
+    wait_until(lambda: http_status(url) == 200, "moto", proc, timeout)
+    return port
+
+
+def moto_ecr_password(moto_port: int) -> str:
+    """The password moto's ecr.get_authorization_token hands out (base64 'AWS:<password>')."""
+    import boto3
+
+    client = boto3.client(
+        "ecr",
+        region_name=REGION,
+        endpoint_url=f"http://127.0.0.1:{moto_port}",
+        aws_access_key_id=FAKE_KEY,
+        aws_secret_access_key=FAKE_KEY,
+    )
+    token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    if user != "AWS" or not password:
+        raise LocalAwsError("unexpected ECR authorization token from moto")
+    return password
+
+
+def start_registry(
+    work: Path, port: int, password: str, state: dict[str, Any], timeout: float
+) -> None:
+    for tool, package in (("docker-registry", "docker-registry"), ("htpasswd", "apache2-utils")):
+        if not shutil.which(tool):
+            raise LocalAwsError(f"{tool} not found: install Debian's {package} (scripts/setup.sh)")
+    reg = work / "registry"
+    shutil.rmtree(reg, ignore_errors=True)
+    (reg / "data").mkdir(parents=True)
+    hashed = subprocess.run(
+        ["htpasswd", "-niB", "AWS"], input=password, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    htpasswd = reg / "htpasswd"
+    htpasswd.write_text(hashed + "\n")
+    htpasswd.chmod(0o600)
+    config = reg / "config.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=reg / "data", port=port, htpasswd=htpasswd))
+    cmd = ["docker-registry", "serve", str(config)]
+    proc, state["components"]["registry"] = spawn(work, "registry", cmd, port, str(config))
+    save_state(work, state)
+    url = f"http://127.0.0.1:{port}/v2/"
+    wait_until(lambda: http_status(url) == 401, "docker-registry", proc, timeout)
+
+
+def running(state: dict[str, Any]) -> dict[str, bool]:
+    return {
+        name: pid_alive(int(entry["pid"]), str(entry["marker"]))
+        for name, entry in state.get("components", {}).items()
+    }
+
+
+def stop(work: Path) -> int:
+    state = load_state(work)
+    for name, entry in state.get("components", {}).items():
+        pid, marker = int(entry["pid"]), str(entry["marker"])
+        if pid_alive(pid, marker):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while pid_alive(pid, marker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if pid_alive(pid, marker):
+                os.kill(pid, signal.SIGKILL)
+            say(f"stopped {name} (pid {pid})")
+        (work / f"{name}.pid").unlink(missing_ok=True)
+    shutil.rmtree(work / "registry", ignore_errors=True)
+    (work / "state.json").unlink(missing_ok=True)
+    return 0
+
+
+def start(work: Path, moto_port: int, registry_port: int, registry: bool, timeout: float) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    state = load_state(work)
+    alive = running(state)
+    wanted = {"moto", "registry"} if registry else {"moto"}
+    if alive and all(alive.values()) and wanted <= set(alive):
+        say(f"already running: {', '.join(sorted(alive))}")
+        return 0
+    if alive:
+        say("a previous start is partly down: stopping what is left of it")
+        stop(work)
+    state: dict[str, Any] = {"region": REGION, "components": {}}
+    try:
+        port = start_moto(work, moto_port or free_port(), state, timeout)
+        if registry:
+            password = moto_ecr_password(port)
+            start_registry(work, registry_port or free_port(), password, state, timeout)
+    except BaseException:
+        stop(work)
+        raise
+    return 0
+
+
+def env_vars(state: dict[str, Any]) -> dict[str, str]:
+    components = state.get("components", {})
+    if "moto" not in components:
+        raise LocalAwsError("not running: python scripts/local_aws.py start")
+    moto_port = components["moto"]["port"]
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_ACCESS_KEY_ID": FAKE_KEY,
+        "AWS_SECRET_ACCESS_KEY": FAKE_KEY,
+        "AWS_REGION": state.get("region", REGION),
+        "AWS_DEFAULT_REGION": state.get("region", REGION),
+        "LOCAL_AWS_MOTO_PORT": str(moto_port),
+    }
+    if "registry" in components:
+        env["ECR_REGISTRY_HOST"] = f"127.0.0.1:{components['registry']['port']}"
+        env["LOCAL_AWS_REGISTRY_PORT"] = str(components["registry"]["port"])
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = (__doc__ or "").strip().splitlines()
+    parser = argparse.ArgumentParser(
+        description=doc[0],
+        epilog="\n".join(doc[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["start", "stop", "status", "env"])
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(os.environ.get("LOCAL_AWS_DIR", DEFAULT_DIR)),
+        help="where state, pid files and logs live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--moto-port", type=int, default=int(os.environ.get("LOCAL_AWS_MOTO_PORT", "0"))
+    )
+    parser.add_argument(
+        "--registry-port", type=int, default=int(os.environ.get("LOCAL_AWS_REGISTRY_PORT", "0"))
+    )
+    parser.add_argument("--no-registry", action="store_true", help="start moto only")
+    parser.add_argument("--timeout", type=float, default=60.0, help="start-up timeout, seconds")
+    parser.add_argument("--format", choices=["shell", "json"], default="shell", help="for env")
+    args = parser.parse_args(argv)
+    work: Path = args.work_dir.resolve()
+    try:
+        if args.command == "start":
+            start(work, args.moto_port, args.registry_port, not args.no_registry, args.timeout)
+            args.command = "env"
+        if args.command == "stop":
+            return stop(work)
+        state = load_state(work)
+        if args.command == "status":
+            alive = running(state)
+            for name, entry in state.get("components", {}).items():
+                up = "running" if alive[name] else "DOWN"
+                print(f"{name}: {up} pid {entry['pid']} 127.0.0.1:{entry['port']}")
+            if not alive:
+                print("not running")
+            return 0 if alive and all(alive.values()) else 3
+        env = env_vars(state)
+        if args.format == "json":
+            print(json.dumps(env, indent=2))
+        else:
+            print("unset AWS_PROFILE AWS_SESSION_TOKEN")
+            for key, value in env.items():
+                print(f"export {key}={value}")
+        return 0
+    except (LocalAwsError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
