@@ -22,16 +22,18 @@ help:
 setup:
 	bash scripts/setup.sh
 
+LINT_PATHS = serving standins scripts tests bench
+
 lint:
-	$(PYTHON) -m ruff check serving container scripts tests bench
-	$(PYTHON) -m ruff format --check serving container scripts tests bench
+	$(PYTHON) -m ruff check $(LINT_PATHS)
 
 test-fast:
 	$(PYTHON) -m pytest -m "not docker and not aws and not slow" -q
 
 test: setup
-	$(PYTHON) -m ruff check serving container scripts tests bench
+	$(PYTHON) -m ruff check $(LINT_PATHS)
 	bash scripts/build_image.sh
+	bash scripts/build_standins.sh
 	$(PYTHON) -m pytest -q
 
 $(MODEL_DIR)/manifest.json:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from serving.text import TextCleaner
+from serving.text import Cleaner
 from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
 
@@ -32,7 +32,7 @@ class TextClassifier:
 
     @classmethod
     def from_fitted(
-        cls, cleaner: TextCleaner, vectorizer: TermVectorizer, nb: MultinomialNB,
+        cls, cleaner: Cleaner, vectorizer: TermVectorizer, nb: MultinomialNB,
         class_names: Sequence[str],
     ) -> TextClassifier:
         return cls(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from serving.text import TextCleaner
+from serving.text import Cleaner
 from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
 
@@ -23,7 +23,7 @@ class NtmFeaturizer:
     features: TextFeatures
 
     @classmethod
-    def from_fitted(cls, cleaner: TextCleaner, vectorizer: TermVectorizer) -> NtmFeaturizer:
+    def from_fitted(cls, cleaner: Cleaner, vectorizer: TermVectorizer) -> NtmFeaturizer:
         return cls(TextFeatures(cleaner, vectorizer))
 
     @property

@@ -44,7 +44,7 @@ class Hyperparameters:
     ntm_min_df: int = 2
     ntm_lemmatize: bool = True
     ntm_parts: int = 4
-    num_topics: int = 20
+    num_topics: int = 50
     # Evaluation when no test split is given.
     test_fraction: float = 0.2
     seed: int = 0

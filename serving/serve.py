@@ -49,6 +49,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.log_level.lower(),
         "proc_name": f"sm-text-pipeline[{settings.stage}]",
         "post_fork": _post_fork,
+        "control_socket_disable": True,  # gunicorn 27's admin socket: unused, needs a $HOME
     }
 
 

@@ -1,7 +1,11 @@
-"""Text cleaning for Usenet news: an importable, picklable scikit-learn transformer.
+"""Text cleaning for Usenet news.
 
-The fitted cleaner carries its own stop-word list (``stop_words_``), so serving never needs
-NLTK's stopwords corpus. Lemmatization uses NLTK's WordNet (from ``NLTK_DATA``).
+:class:`Cleaner` holds the cleaning logic and imports neither scikit-learn nor NLTK (serving
+loads it from JSON; importing scikit-learn would cost ~60 MB and ~1 s of start-up in every
+server). :class:`serving.transformers.TextCleaner` is the same class as a scikit-learn
+transformer, for training pipelines. The fitted cleaner carries its own stop-word list
+(``stop_words_``), so serving never needs NLTK's stopwords corpus. Lemmatization uses NLTK's
+WordNet (from ``NLTK_DATA``), loaded only when a cleaner lemmatizes.
 """
 
 from __future__ import annotations
@@ -10,9 +14,6 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
-
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 STOPWORD_SOURCES = ("sklearn", "nltk", "none")
 # Headers whose values carry topic words. Routing headers (Path, Xref, Newsgroups, Message-ID,
@@ -24,6 +25,8 @@ KNOWN_HEADERS = frozenset({
     "references", "sender", "reply-to", "nntp-posting-host", "xref", "distribution",
     "keywords", "summary", "article-i.d.", "followup-to", "to", "cc", "x-newsreader",
 })
+PARAMS = ("skip_lines", "headers", "keep_headers", "lowercase", "remove_emails", "remove_urls",
+          "letters_only", "stopwords", "min_token_len", "lemmatize")
 # bytes.translate table: ASCII letters stay, every other byte becomes a space.
 _LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
 _SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
@@ -60,6 +63,8 @@ def nltk_stopwords() -> frozenset[str]:
 
 def resolve_stopwords(source: str) -> frozenset[str]:
     if source == "sklearn":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
         return frozenset(ENGLISH_STOP_WORDS)
     if source == "nltk":
         return nltk_stopwords()
@@ -69,26 +74,44 @@ def resolve_stopwords(source: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
-def _lemmatizer() -> Any:
-    from nltk.stem import WordNetLemmatizer
+def _wordnet() -> Any:
+    """NLTK's WordNet reader without the multilingual mapping that lemmatizing never uses
+    (NLTK builds it from index.sense at load, doubling the start-up time)."""
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    lemmatizer = WordNetLemmatizer()
+    class LemmaWordNet(WordNetCorpusReader):  # type: ignore[misc]
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None
+
     try:
-        lemmatizer.lemmatize("cars")  # forces WordNet to load now, with a clear error if absent
-    except LookupError as exc:
-        raise LookupError(
-            "NLTK's WordNet corpus was not found. Set NLTK_DATA to a directory holding "
-            "corpora/wordnet(.zip); in the image it comes from Debian's wordnet-base."
-        ) from exc
-    return lemmatizer
+        root = nltk.data.find("corpora/wordnet")
+    except LookupError:
+        try:
+            root = nltk.data.find("corpora/wordnet.zip/wordnet/")
+        except LookupError as exc:
+            raise LookupError(
+                "NLTK's WordNet corpus was not found. Set NLTK_DATA to a directory holding "
+                "corpora/wordnet(.zip); in the image it comes from Debian's wordnet-base."
+            ) from exc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "multilingual functions are not available"
+        return LemmaWordNet(root, None)
+
+
+def _lemmatize(word: str, pos: str) -> str:
+    """``nltk.stem.WordNetLemmatizer().lemmatize(word, pos)``, on the reader above."""
+    lemmas = _wordnet()._morphy(word, pos)
+    return min(lemmas, key=len) if lemmas else word
 
 
 @lru_cache(maxsize=200_000)
 def lemma(word: str) -> str:
     """WordNet lemma (noun, then verb) of a lower-case word, cached per process."""
-    lemmatizer = _lemmatizer()
-    noun = lemmatizer.lemmatize(word)
-    return noun if noun != word else lemmatizer.lemmatize(word, "v")
+    noun = _lemmatize(word, "n")
+    return noun if noun != word else _lemmatize(word, "v")
 
 
 def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
@@ -132,7 +155,7 @@ def subject_of(text: str) -> str:
     return ""
 
 
-class TextCleaner(TransformerMixin, BaseEstimator):
+class Cleaner:
     """Clean raw news text into space-separated tokens.
 
     Steps, in order: drop the first ``skip_lines`` lines; parse the header block and keep only
@@ -167,21 +190,21 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         self.min_token_len = min_token_len
         self.lemmatize = lemmatize
 
-    def fit(self, X: Iterable[str] | None = None, y: Any = None) -> TextCleaner:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in PARAMS}
+
+    def fit(self, X: Iterable[str] | None = None, y: Any = None) -> Cleaner:
         if self.headers not in ("strip", "keep"):
             raise ValueError(f"headers={self.headers!r}; expected 'strip' or 'keep'")
         if self.skip_lines < 0 or self.min_token_len < 1:
             raise ValueError("skip_lines must be >= 0 and min_token_len >= 1")
         self.stop_words_ = sorted(resolve_stopwords(self.stopwords))
         if self.lemmatize:
-            _lemmatizer()
+            _wordnet()
         return self
 
     def transform(self, X: Iterable[str]) -> list[str]:
         return [self.clean(doc) for doc in X]
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "stop_words_")
 
     # The hot path: everything below is per document.
     def _compiled(self) -> tuple[frozenset[str], set[str], Any]:

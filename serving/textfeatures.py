@@ -1,4 +1,4 @@
-"""Raw text → weighted term matrix: a fitted :class:`TextCleaner` feeding a
+"""Raw text → weighted term matrix: a fitted :class:`~serving.text.Cleaner` feeding a
 :class:`TermVectorizer`, shared by the classifier and the NTM featurizer.
 
 When the cleaner yields letter-only words and the vectorizer uses scikit-learn's default token
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from serving.text import TextCleaner
+from serving.text import Cleaner
 from serving.vectorize import TermVectorizer
 
 
-def save_cleaner(cleaner: TextCleaner, path: Path) -> Path:
+def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
     params = cleaner.get_params()
     params["keep_headers"] = list(params["keep_headers"])
     state = {"params": params, "stop_words": list(cleaner.stop_words_)}
@@ -28,11 +28,11 @@ def save_cleaner(cleaner: TextCleaner, path: Path) -> Path:
     return path
 
 
-def load_cleaner(path: Path) -> TextCleaner:
+def load_cleaner(path: Path) -> Cleaner:
     state = json.loads(path.read_text())
     params = dict(state["params"])
     params["keep_headers"] = tuple(params["keep_headers"])
-    cleaner = TextCleaner(**params)
+    cleaner = Cleaner(**params)
     cleaner.stop_words_ = list(state["stop_words"])  # carried, so no stopwords corpus needed
     if cleaner.lemmatize:
         cleaner.clean("warm up wordnet")
@@ -41,7 +41,7 @@ def load_cleaner(path: Path) -> TextCleaner:
 
 @dataclass
 class TextFeatures:
-    cleaner: TextCleaner
+    cleaner: Cleaner
     vectorizer: TermVectorizer
     direct: bool = field(init=False)
 

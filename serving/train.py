@@ -35,7 +35,7 @@ from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.featurizer import NtmFeaturizer
 from serving.hyperparameters import HyperparameterError, Hyperparameters, parse
-from serving.text import TextCleaner
+from serving.transformers import TextCleaner
 from serving.vectorize import from_sklearn
 
 log = logging.getLogger("serving.train")
@@ -119,9 +119,7 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     catalog = Catalog.from_corpus(train.ids, train.titles,
                                   [train.label_names[i] for i in train.labels])
 
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
+    _empty_dir(model_dir)  # not rmtree: on SageMaker /opt/ml/model is a mount point
     classifier.save(model_dir / "classifier")
     featurizer.save(model_dir / "ntm")
     catalog.save(model_dir / "catalog.jsonl")
@@ -146,6 +144,15 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     log.info("accuracy %.4f, macro-F1 %.4f on %d test documents; %.1f s",
              summary["accuracy"], summary["macro_f1"], len(test), seconds)
     return {"metrics": summary, "seconds": seconds, "ntm": ntm_info}
+
+
+def _empty_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for child in directory.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _subset(corpus: data.Corpus, idx: np.ndarray) -> data.Corpus:

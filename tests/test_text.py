@@ -2,7 +2,8 @@ import pickle
 
 import pytest
 
-from serving.text import TextCleaner, split_headers, subject_of
+from serving.text import split_headers, subject_of
+from serving.transformers import TextCleaner
 
 MSG = ("From: alice@example.edu (Alice)\nSubject: Re: Orbit insertion\nPath: a!b!c\n"
        "Newsgroups: sci.space\nOrganization: Space U\n\nThe shuttle's 2nd ORBIT was fine.\n"
@@ -81,3 +82,28 @@ def test_bad_parameters_rejected() -> None:
 def test_lemmatize_with_wordnet() -> None:
     cleaner = TextCleaner(lemmatize=True).fit()
     assert cleaner.clean("cars were running over geese") == "car run goose"
+
+
+@pytest.mark.skipif("not __import__('tests.conftest', fromlist=['x']).HAVE_WORDNET",
+                    reason="WordNet (../shared/nltk_data) not available")
+def test_lemma_equals_nltk_wordnet_lemmatizer() -> None:
+    from nltk.stem import WordNetLemmatizer
+
+    from serving.text import lemma
+
+    reference = WordNetLemmatizer()
+    words = ["cars", "geese", "running", "was", "has", "us", "mice", "better", "studies",
+             "churches", "aardwolves", "xyzzy", "leaves", "went", "corpora", "analyses"]
+    for word in words:
+        noun = reference.lemmatize(word)
+        assert lemma(word) == (noun if noun != word else reference.lemmatize(word, "v"))
+
+
+def test_serving_imports_neither_sklearn_nor_nltk() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, serving.app, serving.serve, serving.stages; "
+            "print(sorted(m for m in ('sklearn', 'nltk') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,122 @@
+# sm-text-pipeline: bring-your-own SageMaker container (hosting: `serve`, training: `train`).
+#
+# Build with `bash scripts/build_image.sh` (what `make image` runs): it downloads the locked wheels
+# into ./wheels on the host first, then picks the base. Nothing in this file reaches a Python
+# index; apt reaches Debian's archive (WordNet) in a throw-away stage only.
+#
+# BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv support. Either the public
+# python image (default; pulled from ECR Public, which CodeBuild reaches without Docker Hub's rate
+# limits) or the debootstrap-built local image from scripts/base_image.sh (python3 3.11 from
+# Debian) for machines that reach no registry. Every stage starts FROM the same base, so the venv
+# built in one stage runs in the final one.
+#
+# No `# syntax=` line and no BuildKit-only instructions: builds with the classic builder too.
+ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# NLTK data, laid out as NLTK reads it (<NLTK_DATA>/corpora/<corpus>/). WordNet 3.0 from
+# Debian's wordnet-base and wordnet-sense-index; Debian has no `lexnames` (WordNet's fixed table
+# of its 45 lexicographer files), which comes from the repository, as does NLTK's English stop
+# word list (used when a model is trained with stopwords=nltk, e.g. the tutorial preset).
+FROM ${BASE_IMAGE} AS nltk-data
+# (Build stages carry this label so scripts/build_image.sh can prune their stale results.)
+LABEL sm-text-pipeline.stage=nltk-data
+ARG DEBIAN_FRONTEND=noninteractive
+COPY requirements/nltk/ /tmp/nltk/
+RUN set -eu; \
+    mkdir /tmp/debs; cd /tmp/debs; chown _apt /tmp/debs; \
+    apt-get update -qq; \
+    apt-get download -qq wordnet-base wordnet-sense-index; \
+    for deb in ./*.deb; do dpkg-deb -x "$deb" /tmp/root; done; \
+    src=/tmp/root/usr/share/wordnet; dst=/nltk_data/corpora/wordnet; mkdir -p "$dst"; \
+    for f in adj.exc adv.exc noun.exc verb.exc cntlist.rev index.sense \
+             data.adj data.adv data.noun data.verb index.adj index.adv index.noun index.verb; do \
+        cp "$src/$f" "$dst/$f"; \
+    done; \
+    cp /tmp/root/usr/share/doc/wordnet-base/copyright "$dst/LICENSE"; \
+    cp /tmp/nltk/wordnet/lexnames "$dst/lexnames"; \
+    test "$(wc -l < "$dst/lexnames")" -eq 45; \
+    head -n 30 "$dst/data.adj" | grep -q 'WordNet 3.0 Copyright'; \
+    mkdir -p /nltk_data/corpora/stopwords; \
+    cp /tmp/nltk/stopwords/english /tmp/nltk/stopwords/README /nltk_data/corpora/stopwords/; \
+    chmod -R u=rwX,go=rX /nltk_data; \
+    rm -rf /var/lib/apt/lists/* /tmp/debs /tmp/root /tmp/nltk
+
+# ---------------------------------------------------------------------------------------------
+# Locked third-party dependencies in /opt/venv, from the wheels in the build context only.
+FROM ${BASE_IMAGE} AS deps
+LABEL sm-text-pipeline.stage=deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
+RUN python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+    && python3 -m venv /opt/venv
+COPY requirements/lock.txt /tmp/requirements/lock.txt
+COPY wheels/ /tmp/wheels/
+# --require-hashes also makes pip refuse a dependency that the lock does not list.
+RUN /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels --only-binary :all: \
+        --require-hashes -r /tmp/requirements/lock.txt \
+    # Runtime needs neither pip nor setuptools (ensurepip's old copies only draw scanner findings).
+    && /opt/venv/bin/python -m pip uninstall -y -q setuptools pip \
+    # Packages' own test suites are not needed to serve.
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d \
+        \( -name tests -o -path '*/nltk/test' \) -exec rm -rf {} + \
+    && rm -rf /tmp/wheels /tmp/requirements /root/.cache
+
+# ---------------------------------------------------------------------------------------------
+# The project itself: a wheel built offline with the locked setuptools (no build isolation),
+# installed without dependencies into a staging root so the final stage copies only its files.
+FROM deps AS project
+LABEL sm-text-pipeline.stage=project
+COPY requirements/build-lock.txt /tmp/requirements/build-lock.txt
+COPY wheels/setuptools-*.whl /tmp/wheels/
+RUN python3 -m venv /tmp/tools \
+    && /tmp/tools/bin/pip install -q --no-index --find-links /tmp/wheels --only-binary :all: \
+        --require-hashes -r /tmp/requirements/build-lock.txt
+COPY pyproject.toml README.m[d] /tmp/src/
+COPY serving/ /tmp/src/serving/
+RUN cd /tmp/src \
+    # pyproject.toml names README.md as the long description; tolerate its absence.
+    && { [ -f README.md ] || : > README.md; } \
+    && /tmp/tools/bin/pip wheel -q --no-index --no-deps --no-build-isolation -w /tmp/dist . \
+    && /tmp/tools/bin/pip --python /opt/venv/bin/python install -q --no-index --no-deps \
+        --no-warn-script-location --root /staging /tmp/dist/*.whl \
+    && test -d /staging/opt/venv/lib/python3.11/site-packages/serving
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    NLTK_DATA=/usr/local/share/nltk_data \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# An unprivileged account for `docker run --user 1000:1000` (SageMaker itself runs as root).
+RUN groupadd --gid 1000 app \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+COPY --from=nltk-data /nltk_data/ /usr/local/share/nltk_data/
+COPY --from=deps /opt/venv/ /opt/venv/
+COPY --from=project /staging/ /
+COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
+# Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
+# and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
+RUN chmod 0755 /usr/local/bin/sm-entrypoint \
+    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, skops, flask, gunicorn, orjson, google.protobuf, tqdm, PIL" \
+    && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
+    && setpriv --reuid 1000 --regid 1000 --clear-groups \
+        python -c "import serving, sklearn; from nltk.stem import WordNetLemmatizer as L; assert L().lemmatize('geese') == 'goose'" \
+    && sm-entrypoint --help >/dev/null \
+    && for tool in gcc cc c++ clang make; do ! command -v "$tool" >/dev/null || exit 1; done \
+    && rm -rf /root/.cache /tmp/*
+
+# Declared late: a new commit then only re-runs the LABEL step, not the layers above.
+ARG GIT_SHA=unknown
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      org.opencontainers.image.title=sm-text-pipeline \
+      org.opencontainers.image.description="Bring-your-own SageMaker container for news text" \
+      org.opencontainers.image.licenses=Apache-2.0 \
+      org.opencontainers.image.revision=${GIT_SHA}
+EXPOSE 8080
+# For local runs (SageMaker does its own GET /ping). No curl in the image: python asks.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ping' % (os.environ.get('SAGEMAKER_BIND_TO_PORT') or '8080'), timeout=2)"]
+ENTRYPOINT ["/usr/local/bin/sm-entrypoint"]
+CMD ["--help"]

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Entry point of the sm-text-pipeline image (the Dockerfile's exec-form ENTRYPOINT).
+# SageMaker starts the image as `docker run IMAGE serve` (hosting) or `docker run IMAGE train`
+# (training). Each command replaces this shell (exec), so SIGTERM from `docker stop` / SageMaker
+# reaches the Python process (gunicorn's arbiter for `serve`) directly.
+set -eu
+
+usage() {
+  cat <<'EOF'
+Usage: docker run [DOCKER OPTIONS] sm-text-pipeline COMMAND
+
+Commands:
+  serve    Run the inference server (python -m serving.serve): GET /ping, POST /invocations.
+           Model: /opt/ml/model (SageMaker unpacks ModelDataUrl there; mount it read-only
+           locally: -v MODEL_DIR:/opt/ml/model:ro). Settings come from the environment:
+             SAGEMAKER_BIND_TO_PORT          port to listen on (default 8080)
+             SAGEMAKER_MODEL_SERVER_WORKERS  gunicorn workers (default: CPU count)
+             SAGEMAKER_MODEL_SERVER_TIMEOUT  request timeout in seconds (default 60)
+             SERVING_STAGE                   classify | ntm-features | topics-to-knn | recommend
+  train    Train a model following SageMaker's training contract (python -m serving.train):
+           reads /opt/ml/input/config/hyperparameters.json and the channels
+           /opt/ml/input/data/train (and test), writes /opt/ml/model and /opt/ml/output/data;
+           on failure writes /opt/ml/output/failure and exits non-zero.
+  --help   Show this message.
+
+Examples:
+  docker run --rm -p 127.0.0.1:8080:8080 -v "$PWD/model:/opt/ml/model:ro" sm-text-pipeline serve
+  docker run --rm -v "$PWD/opt_ml:/opt/ml" sm-text-pipeline train
+EOF
+}
+
+if [ "$#" -eq 0 ]; then
+  echo "error: no command given" >&2
+  usage >&2
+  exit 2
+fi
+
+command=$1
+shift
+case $command in
+  serve) exec python -m serving.serve "$@" ;;
+  train) exec python -m serving.train "$@" ;;
+  -h | --help | help) usage; exit 0 ;;
+  *)
+    echo "error: unknown command '$command' (expected serve, train or --help)" >&2
+    usage >&2
+    exit 2
+    ;;
+esac
