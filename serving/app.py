@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from functools import lru_cache
 
 import orjson
 from flask import Flask, Response, request
@@ -18,12 +19,19 @@ from serving import logs
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
-from serving.mediatypes import content_type_for, negotiate, parse_content_type
+from serving.mediatypes import MediaType, content_type_for, negotiate, parse_content_type
 from serving.stages import Options, Stage, build
 
 access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.app")
 JSON_TYPE = "application/json"
+
+
+# Clients send the same few header values over and over: parse each distinct one once.
+# (Errors are exceptions, which lru_cache does not cache, so they are raised every time.)
+_content_type = lru_cache(maxsize=256)(parse_content_type)
+_negotiate = lru_cache(maxsize=256)(negotiate)
+_content_type_for = lru_cache(maxsize=64)(content_type_for)
 
 
 def _error(status: int, code: str, message: str, request_id: str) -> Response:
@@ -65,12 +73,12 @@ class Server:
                ) -> tuple[bytes, str, int]:
         stage = self.stage
         t0 = time.perf_counter()
-        media = parse_content_type(content_type)
+        media: MediaType = _content_type(content_type)
         if media.type not in stage.input_types:
             raise UnsupportedMediaType(
                 f"Content-Type {media.type} is not read by stage {stage.name}; use one of "
                 f"{', '.join(stage.input_types)}")
-        out_media = negotiate(accept, stage.output_types, self.default_accept)
+        out_media = _negotiate(accept, stage.output_types, self.default_accept)
         options = Options.parse(attributes)
         if not body:
             raise BadRequest("the request body is empty")
@@ -82,7 +90,7 @@ class Server:
         if timings is not None:
             timings.update(decode_ms=(t1 - t0) * 1e3, model_ms=(t2 - t1) * 1e3,
                            encode_ms=(time.perf_counter() - t2) * 1e3)
-        return out, content_type_for(out_media), stage.count(records)
+        return out, _content_type_for(out_media), stage.count(records)
 
 
 def create_app(server: Server) -> Flask:

@@ -32,7 +32,10 @@ class NtmFeaturizer:
 
     @property
     def vocabulary(self) -> list[str]:
-        return self.features.vectorizer.terms
+        terms = self.features.vectorizer.terms
+        if terms is None:
+            raise ValueError("the vocabulary is in the artifact's ntm/vocab.txt")
+        return terms
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Word counts, float32, one row per text (rows may be all zero)."""

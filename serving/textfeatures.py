@@ -55,18 +55,21 @@ class TextFeatures:
     def indices(self, text: str) -> np.ndarray:
         """Vocabulary indices of one raw document's terms (with repeats)."""
         words = self.cleaner.tokens(text)
-        vectorizer = self.vectorizer
-        terms = (vectorizer.tokens_terms(words) if self.direct
-                 else vectorizer.analyze(" ".join(words)))
-        return vectorizer.term_indices(terms)
+        if self.direct:
+            return self.vectorizer.word_indices(words)
+        return self.vectorizer.indices(" ".join(words))
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.vectorizer.transform_indices([self.indices(t) for t in texts])
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""
-        features, counts = np.unique(self.indices(text), return_counts=True)
-        return features, self.vectorizer.weight_row(features, counts.astype(np.float64))
+        found = np.sort(self.indices(text))
+        if not found.size:
+            return found, np.zeros(0, dtype=np.float64)
+        starts = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1])))
+        counts = np.diff(np.append(starts, found.size)).astype(np.float64)
+        return found[starts], self.vectorizer.weight_row(found[starts], counts)
 
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)

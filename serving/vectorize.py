@@ -12,12 +12,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from serving.termindex import TermIndex
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import CountVectorizer
@@ -29,7 +30,7 @@ DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 class TermVectorizer:
     """Cleaned text → sparse term matrix (counts, or TF-IDF when ``idf`` is set)."""
 
-    terms: list[str]
+    terms: list[str] | None  # None when loaded with a saved index (not needed to serve)
     token_pattern: str = DEFAULT_TOKEN_PATTERN
     lowercase: bool = True
     ngram_range: tuple[int, int] = (1, 1)
@@ -38,68 +39,67 @@ class TermVectorizer:
     sublinear_tf: bool = False
     norm: str | None = None
     binary: bool = False
-    vocabulary: dict[str, int] = field(init=False, repr=False)
+    n_features: int = -1
+    index: TermIndex | None = field(default=None, repr=False)
     _token_re: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.vocabulary = {term: i for i, term in enumerate(self.terms)}
+        if self.terms is not None:
+            self.n_features = len(self.terms)
+        if self.index is None:
+            if self.terms is None:
+                raise ValueError("a TermVectorizer needs its terms or a saved index")
+            self.index = TermIndex.build(self.terms, self.ngram_range)
         self._token_re = re.compile(self.token_pattern)
         if self.norm not in (None, "l1", "l2"):
             raise ValueError(f"norm={self.norm!r}")
-        if self.idf is not None and self.idf.shape != (len(self.terms),):
+        if self.idf is not None and self.idf.shape != (self.n_features,):
             raise ValueError("idf does not match the vocabulary")
-
-    @property
-    def n_features(self) -> int:
-        return len(self.terms)
 
     @property
     def reads_word_tokens(self) -> bool:
         """True when the token pattern is scikit-learn's default, so a list of words made of
-        letters only can be analysed without re-joining and re-matching (:meth:`tokens_terms`)."""
+        letters only can be analysed without re-joining and re-matching (:meth:`word_indices`)."""
         return self.token_pattern == DEFAULT_TOKEN_PATTERN
 
     def analyze(self, doc: str) -> list[str]:
         """Tokens and n-grams of one document, exactly as scikit-learn's word analyzer."""
-        if self.lowercase:
-            doc = doc.lower()
-        return self._terms(self._token_re.findall(doc))
-
-    def tokens_terms(self, words: list[str]) -> list[str]:
-        """:meth:`analyze` of ``" ".join(words)`` for words of letters only (no regex pass)."""
-        if self.lowercase:
-            words = [w.lower() for w in words]
-        return self._terms([w for w in words if len(w) > 1])
-
-    def _terms(self, tokens: list[str]) -> list[str]:
-        if self.stop_words:
-            stop = self.stop_words
-            tokens = [t for t in tokens if t not in stop]
+        tokens = self._tokens(doc)
         low, high = self.ngram_range
-        if high == 1:
-            return tokens
         grams = list(tokens) if low == 1 else []
-        if low <= 2 <= high:
-            grams.extend([a + " " + b for a, b in pairwise(tokens)])
-        n_tokens = len(tokens)
-        for n in range(max(low, 3), min(high, n_tokens) + 1):
-            grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
+        for n in range(max(low, 2), min(high, len(tokens)) + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
         return grams
 
-    def term_indices(self, terms: list[str]) -> np.ndarray:
-        """Vocabulary indices of terms (with repeats, unknown terms dropped)."""
-        get = self.vocabulary.get
-        found = [j for j in map(get, terms) if j is not None]
-        return np.fromiter(found, dtype=np.int64, count=len(found))
+    def _tokens(self, doc: str) -> list[str]:
+        if self.lowercase:
+            doc = doc.lower()
+        return self._stop(self._token_re.findall(doc))
+
+    def _stop(self, tokens: list[str]) -> list[str]:
+        if self.stop_words:
+            stop = self.stop_words
+            return [t for t in tokens if t not in stop]
+        return tokens
 
     def indices(self, doc: str) -> np.ndarray:
-        return self.term_indices(self.analyze(doc))
+        """Feature indices of one document's terms (with repeats, unknown terms dropped)."""
+        assert self.index is not None
+        return self.index.lookup(self._tokens(doc))
+
+    def word_indices(self, words: list[str]) -> np.ndarray:
+        """:meth:`indices` of ``" ".join(words)`` for words of letters only, without the
+        regex pass (valid when :attr:`reads_word_tokens`)."""
+        assert self.index is not None
+        if self.lowercase:
+            words = [w.lower() for w in words]
+        return self.index.lookup(self._stop([w for w in words if len(w) > 1]))
 
     def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
         return self.transform_indices([self.indices(doc) for doc in docs])
 
     def transform_indices(self, per_doc: list[np.ndarray]) -> sp.csr_matrix:
-        """Weighted matrix from each document's term indices (see :meth:`term_indices`)."""
+        """Weighted matrix from each document's term indices (see :meth:`indices`)."""
         lengths = np.fromiter((len(ix) for ix in per_doc), dtype=np.int64, count=len(per_doc))
         indptr = np.zeros(len(per_doc) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -156,9 +156,13 @@ class TermVectorizer:
             "binary": self.binary,
             "n_features": self.n_features,
         }
+        if self.terms is None:
+            raise ValueError("only a vectorizer that holds its terms can be saved")
         written = [directory / "vectorizer.json", directory / "vocab.txt"]
         written[0].write_text(json.dumps(params, indent=1) + "\n")
         written[1].write_text("".join(f"{t}\n" for t in self.terms), encoding="utf-8")
+        assert self.index is not None
+        written += self.index.save(directory)
         if self.idf is not None:
             np.save(directory / "idf.npy", self.idf, allow_pickle=False)
             written.append(directory / "idf.npy")
@@ -167,22 +171,33 @@ class TermVectorizer:
     @classmethod
     def load(cls, directory: Path) -> TermVectorizer:
         params: dict[str, Any] = json.loads((directory / "vectorizer.json").read_text())
-        terms = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        if len(terms) != params["n_features"]:
-            raise ValueError(f"{directory}/vocab.txt has {len(terms)} terms, expected "
-                             f"{params['n_features']}")
+        ngram_range = (params["ngram_range"][0], params["ngram_range"][1])
+        index = TermIndex.load(directory, ngram_range)
+        terms = None
+        lines = (directory / "vocab.txt").read_bytes().count(b"\n")
+        if lines != params["n_features"] or (index is not None
+                                             and index.n_features != params["n_features"]):
+            raise ValueError(f"{directory}: vocab.txt ({lines} terms) or the term index does "
+                             f"not match n_features={params['n_features']}")
+        if index is None:  # no compact index saved: build the lookup from the vocabulary
+            terms = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+            if len(terms) != params["n_features"]:
+                raise ValueError(f"{directory}/vocab.txt has {len(terms)} terms, expected "
+                                 f"{params['n_features']}")
         idf_path = directory / "idf.npy"
         idf = np.load(idf_path, allow_pickle=False) if idf_path.exists() else None
         return cls(
             terms=terms,
             token_pattern=params["token_pattern"],
             lowercase=params["lowercase"],
-            ngram_range=(params["ngram_range"][0], params["ngram_range"][1]),
+            ngram_range=ngram_range,
             stop_words=frozenset(params["stop_words"]),
             idf=idf,
             sublinear_tf=params["sublinear_tf"],
             norm=params["norm"],
             binary=params["binary"],
+            n_features=params["n_features"],
+            index=index,
         )
 
 

@@ -1,0 +1,122 @@
+"""Term → feature-index lookup that stays small for large n-gram vocabularies.
+
+A Python dict of 500k unigram and bigram strings costs ~100 bytes a term in every server
+process. Here only the distinct *words* live in a dict; a bigram is the int64 key
+``id(a) * n_words + id(b)`` in a sorted array, found with ``np.searchsorted`` (~16 bytes a
+term, shared by the forked workers, and no bigram strings are built per request).
+Vocabularies with n-grams longer than 2 fall back to a plain dict of terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise, repeat
+from pathlib import Path
+
+import numpy as np
+
+FILES = ("index_words.txt", "index_unigram.npy", "index_bigram_keys.npy",
+         "index_bigram_features.npy")
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class TermIndex:
+    ngram_range: tuple[int, int]
+    words: dict[str, int]  # word → word id
+    unigram: np.ndarray  # word id → feature index, or -1
+    bigram_keys: np.ndarray  # sorted int64 keys of the bigram features
+    bigram_features: np.ndarray  # feature index of each key
+    terms: dict[str, int] | None = None  # only for n-grams longer than 2
+
+    @property
+    def n_features(self) -> int:
+        if self.terms is not None:
+            return len(self.terms)
+        return int((self.unigram >= 0).sum()) + self.bigram_keys.size
+
+    @property
+    def compact(self) -> bool:
+        return self.terms is None
+
+    @classmethod
+    def build(cls, terms: list[str], ngram_range: tuple[int, int]) -> TermIndex:
+        if ngram_range[1] > 2:
+            return cls(ngram_range, {}, _EMPTY, _EMPTY, _EMPTY,
+                       {term: i for i, term in enumerate(terms)})
+        words: dict[str, int] = {}
+        unigram_pairs: list[tuple[int, int]] = []
+        bigram_pairs: list[tuple[int, int, int]] = []
+        for feature, term in enumerate(terms):
+            parts = term.split(" ")
+            ids = [words.setdefault(part, len(words)) for part in parts]
+            if len(ids) == 1:
+                unigram_pairs.append((ids[0], feature))
+            else:
+                bigram_pairs.append((ids[0], ids[1], feature))
+        unigram = np.full(len(words), -1, dtype=np.int64)
+        for word_id, feature in unigram_pairs:
+            unigram[word_id] = feature
+        pairs = np.asarray(bigram_pairs, dtype=np.int64).reshape(-1, 3)
+        keys = pairs[:, 0] * len(words) + pairs[:, 1]
+        order = np.argsort(keys, kind="stable")
+        return cls(ngram_range, words, unigram, keys[order], pairs[order, 2])
+
+    def lookup(self, tokens: list[str]) -> np.ndarray:
+        """Feature indices of the n-grams of ``tokens`` (with repeats; unknown ones dropped)."""
+        if self.terms is not None:
+            return self._lookup_terms(tokens)
+        ids = np.fromiter(map(self.words.get, tokens, repeat(-1)), dtype=np.int64,
+                          count=len(tokens))
+        low, high = self.ngram_range
+        parts = []
+        if low == 1:
+            found = self.unigram[ids[ids >= 0]]
+            parts.append(found[found >= 0])
+        if high == 2 and ids.size > 1 and self.bigram_keys.size:
+            first, second = ids[:-1], ids[1:]
+            known = (first >= 0) & (second >= 0)
+            keys = first[known] * len(self.words) + second[known]
+            pos = np.searchsorted(self.bigram_keys, keys)
+            pos[pos == self.bigram_keys.size] = 0
+            hit = self.bigram_keys[pos] == keys
+            parts.append(self.bigram_features[pos[hit]])
+        if not parts:
+            return _EMPTY
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _lookup_terms(self, tokens: list[str]) -> np.ndarray:
+        assert self.terms is not None
+        low, high = self.ngram_range
+        grams = list(tokens) if low == 1 else []
+        if low <= 2 <= high:
+            grams.extend([a + " " + b for a, b in pairwise(tokens)])
+        for n in range(max(low, 3), min(high, len(tokens)) + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        found = [j for j in map(self.terms.get, grams) if j is not None]
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+    def save(self, directory: Path) -> list[Path]:
+        if not self.compact:
+            return []
+        paths = [directory / name for name in FILES]
+        ordered = sorted(self.words, key=self.words.__getitem__)
+        paths[0].write_text("".join(f"{w}\n" for w in ordered), encoding="utf-8")
+        np.save(paths[1], self.unigram.astype(np.int32), allow_pickle=False)
+        np.save(paths[2], self.bigram_keys, allow_pickle=False)
+        np.save(paths[3], self.bigram_features.astype(np.int32), allow_pickle=False)
+        return paths
+
+    @classmethod
+    def load(cls, directory: Path, ngram_range: tuple[int, int]) -> TermIndex | None:
+        """The saved compact index, or None when the directory has none."""
+        paths = [directory / name for name in FILES]
+        if not all(p.exists() for p in paths):
+            return None
+        words = paths[0].read_text(encoding="utf-8").split("\n")[:-1]
+        unigram = np.load(paths[1], allow_pickle=False).astype(np.int64)
+        keys = np.load(paths[2], allow_pickle=False)
+        features = np.load(paths[3], allow_pickle=False).astype(np.int64)
+        if unigram.shape != (len(words),) or keys.shape != features.shape:
+            raise ValueError(f"{directory}: the term index files do not agree")
+        return cls(ngram_range, {w: i for i, w in enumerate(words)}, unigram, keys, features)

@@ -1,0 +1,274 @@
+"""The whole recommendation pipeline, offline (issue: "The whole recommendation pipeline").
+
+Through the local SageMaker runtime, with ``scripts/invoke.py`` as the client:
+
+- the classifier endpoint labels sample documents correctly;
+- the 5-container recommender (ntm-features -> NTM -> topics-to-knn -> k-NN -> recommend, NTM and
+  k-NN being the stand-ins) recommends, for 100 test documents, training articles of the query's
+  newsgroup in >= 50% of the top 10 on average (precision@10, printed);
+- every content type the chain allows between stages works, each hop checked in the runtime's
+  trace: into NTM CSV, RecordIO, JSON and JSON Lines; out of NTM JSON, JSON Lines and RecordIO;
+  into k-NN CSV, JSON, JSON Lines and RecordIO; out of k-NN JSON, JSON Lines, RecordIO;
+- without topics-to-knn the chain fails with the ModelError the formats predict (k-NN cannot read
+  NTM's output, which is why the adapter exists);
+- a 7 MB request is refused as SageMaker refuses it, and a 5 MB+ body between two containers
+  fails with SageMaker's ModelError.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+from e2e_stack import DATA_TGZ, Stack
+
+pytestmark = [pytest.mark.docker, pytest.mark.aws, pytest.mark.data, pytest.mark.slow]
+
+RECORDIO = "application/x-recordio-protobuf"
+SAMPLES = {
+    "sci.space": "The shuttle launch was delayed again; NASA says the orbiter will reach orbit "
+    "next week and the astronauts will repair the satellite.",
+    "rec.sport.hockey": "What a game last night! The Penguins beat the Bruins 5-3 in overtime and "
+    "Lemieux scored twice on the power play. Playoffs start next week in the NHL.",
+    "sci.med": "My doctor says the patient should take this medication for the infection, but "
+    "what are the side effects? Are there clinical studies on the treatment of the disease?",
+    "comp.windows.x": "How do I set the X11 display resources for xterm? My Motif widget "
+    "crashes the X server when the window manager starts under OpenWindows.",
+    "talk.politics.guns": "The second amendment protects the right to bear arms; gun control "
+    "laws and the ban on firearms will not stop criminals with handguns.",
+}
+# (ntm-features, ntm, topics-to-knn, knn) Accept, and the client's Content-Type / Accept.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fmt-csv": {
+        "accept": ("text/csv", "application/jsonlines", "application/json",
+                   "application/jsonlines; verbose=true"),
+        "client": ("text/csv", "application/jsonlines"),
+    },
+    "fmt-json": {
+        "accept": ("application/json", RECORDIO, "application/jsonlines",
+                   f"{RECORDIO}; verbose=true"),
+        "client": ("text/plain", "application/json"),
+    },
+    "fmt-jsonl": {
+        "accept": ("application/jsonlines", "application/json", RECORDIO,
+                   "application/json; verbose=true"),
+        "client": ("application/jsonlines", "application/json"),
+    },
+}  # fmt: skip
+STAGES = ("ntm-features", "ntm", "topics-to-knn", "knn")
+
+
+@pytest.fixture(scope="module")
+def test_docs() -> list[tuple[str, str]]:
+    """100 test documents (every n-th of the bydate test split, so every newsgroup), with group."""
+    from serving.data import load_splits
+
+    test = load_splits(str(DATA_TGZ)).test
+    assert test is not None
+    step = len(test) // 100
+    picked = range(0, step * 100, step)
+    return [(test.texts[i], test.label_names[int(test.labels[i])]) for i in picked]
+
+
+def jsonl_requests(texts: list[str]) -> bytes:
+    return b"".join(json.dumps({"instances": [t]}).encode() + b"\n" for t in texts)
+
+
+def responses(stdout: bytes) -> list[Any]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def recommendations(doc: Any) -> list[dict[str, Any]]:
+    if "predictions" in doc:
+        doc = doc["predictions"][0]
+    return list(doc["recommendations"])
+
+
+def test_classifier_labels_samples(stack: Stack, test_docs: list[tuple[str, str]]) -> None:
+    texts = list(SAMPLES.values()) + [text for text, _ in test_docs]
+    started = time.monotonic()
+    out = stack.invoke("sm-text-classifier", "--jsonl", "-", stdin=jsonl_requests(texts))
+    stack.timings["classify_105"] = round(time.monotonic() - started, 1)
+    labels = [doc["predictions"][0]["label"] for doc in responses(out.stdout)]
+    assert len(labels) == len(texts)
+    assert labels[: len(SAMPLES)] == list(SAMPLES)
+    accuracy = sum(
+        got == want for got, (_, want) in zip(labels[len(SAMPLES) :], test_docs, strict=True)
+    ) / len(test_docs)
+    print(f"\nclassifier accuracy on 100 test documents: {accuracy:.2f}")
+    assert accuracy >= 0.75
+
+
+def test_recommendations_share_the_newsgroup(
+    stack: Stack, test_docs: list[tuple[str, str]]
+) -> None:
+    started = time.monotonic()
+    body = jsonl_requests([text for text, _ in test_docs])
+    out = stack.invoke("sm-text-recommender", "--jsonl", "-", stdin=body)
+    stack.timings["recommend_100"] = round(time.monotonic() - started, 1)
+    docs = responses(out.stdout)
+    assert len(docs) == len(test_docs)
+    precisions = []
+    for doc, (_, group) in zip(docs, test_docs, strict=True):
+        recs = recommendations(doc)
+        assert len(recs) == 10
+        assert all({"id", "title", "newsgroup", "score"} <= set(r) for r in recs)
+        precisions.append(sum(r["newsgroup"] == group for r in recs) / 10)
+    p_at_10 = sum(precisions) / len(precisions)
+    stack.timings["precision_at_10"] = round(p_at_10, 3)
+    print(f"\nprecision@10 over {len(precisions)} test documents: {p_at_10:.3f}")
+    assert p_at_10 >= 0.5
+    hops = stack.chain("sm-text-recommender")  # the default formats, hop by hop
+    assert [h["hostname"] for h in hops] == [*STAGES, "recommend"]
+    assert [h["content_type"] for h in hops] == [
+        "application/json", RECORDIO, "application/json", "text/csv",
+        "application/json; verbose=true",
+    ]  # fmt: skip
+    assert [h["accept"] for h in hops] == ["*/*"] * 4 + ["application/json"]
+
+
+@pytest.fixture(scope="module")
+def variants(stack: Stack) -> dict[str, list[dict[str, Any]]]:
+    """The recommender again with other SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT per container."""
+    started = time.monotonic()
+    for name, variant in VARIANTS.items():
+        accept = [
+            f"--stage-accept={stage}={t}"
+            for stage, t in zip(STAGES, variant["accept"], strict=True)
+        ]
+        stack.script(
+            "endpoints", "create-pipeline", "--name", name, *stack.pipeline_args(), *accept
+        )
+    stack.wait_in_service(*VARIANTS)
+    stack.timings["deploy_3_variants"] = round(time.monotonic() - started, 1)
+    return {}
+
+
+def client_body(content_type: str, text: str) -> bytes:
+    if content_type == "text/csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerow([text])
+        return buf.getvalue().encode()
+    if content_type == "text/plain":
+        return text.encode()
+    return json.dumps({"instances": [text]}).encode() + (b"\n" if "lines" in content_type else b"")
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_content_type_between_stages(stack: Stack, variants: Any, name: str) -> None:
+    text = SAMPLES["sci.space"]
+    default = stack.invoke("sm-text-recommender", stdin=client_body("application/json", text))
+    expected = [r["id"] for r in recommendations(json.loads(default.stdout))]
+    content_type, accept = VARIANTS[name]["client"]
+    body = client_body(content_type, text)
+    out = stack.invoke(name, "--content-type", content_type, "--accept", accept, stdin=body)
+    got = [r["id"] for r in recommendations(responses(out.stdout)[0])]
+    assert got[:3] == expected[:3]
+    assert len(set(got) & set(expected)) >= 8
+    hops = stack.chain(name)
+    sent = [h["content_type"] for h in hops]
+    answered = [h["answer_type"] for h in hops]
+    assert sent == [content_type, *VARIANTS[name]["accept"]]
+    assert answered == [*VARIANTS[name]["accept"], accept]
+    assert [h["status"] for h in hops] == [200] * 5
+
+
+def test_without_the_adapter_knn_cannot_read_ntm(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NTM answers {"predictions":[{"topic_weights":...}]}; k-NN reads {"instances":[...]}."""
+    from scripts import containers, sm_resources
+    from scripts.aws_common import Aws
+    from scripts.builtin_images import image_uri
+
+    for key, value in stack.env.items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    aws = Aws()
+    o = stack.out
+    boxes = containers.recommender_containers(
+        o["IMAGE_URI"], o["MODEL_DATA_URL"],
+        image_uri("ntm", aws.region), o["NTM_MODEL_DATA"],
+        image_uri("knn", aws.region), o["KNN_MODEL_DATA"],
+    )  # fmt: skip
+    boxes = [b for b in boxes if b["ContainerHostname"] != "topics-to-knn"]
+    definition = sm_resources.model_definition(stack.env["SAGEMAKER_ROLE_ARN"], boxes, "Serial")
+    model = sm_resources.ensure_model(aws, "no-adapter", definition)
+    variant = sm_resources.variant(model, "ml.m5.large", 1)
+    config = sm_resources.ensure_endpoint_config(aws, "no-adapter", [variant])
+    sm_resources.deploy(aws, "no-adapter", config, wait=True, keep_old=False)
+    stack.wait_in_service("no-adapter")
+    body = client_body("application/json", SAMPLES["sci.space"])
+    out = stack.invoke("no-adapter", stdin=body, check=False)
+    message = out.stderr.decode()
+    assert out.returncode == 1, message
+    assert "the model container answered 422" in message
+    assert "from knn" in message and "predictions" in message
+    assert "log-stream:AllTraffic/i-local/knn" in message
+    hops = stack.chain("no-adapter")
+    assert [h["hostname"] for h in hops] == ["ntm-features", "ntm", "knn"]
+    assert hops[2]["content_type"] == "application/json"  # NTM's own output, as it is
+    assert hops[2]["status"] == 422
+
+
+def test_seven_megabyte_request_is_refused(stack: Stack) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    big = b"space shuttle orbit " * (7 * 1024 * 1024 // 20)
+    out = stack.invoke("sm-text-classifier", "--content-type", "text/plain", stdin=big, check=False)
+    assert out.returncode == 2
+    assert b"SageMaker takes at most 6291456" in out.stderr
+    env = stack.env
+    client = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=stack.runtime_url,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    with pytest.raises(ClientError) as caught:
+        client.invoke_endpoint(
+            EndpointName="sm-text-classifier", Body=big, ContentType="text/plain"
+        )
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert error["Error"]["Message"] == "HTTP content length exceeded 6291456 bytes."
+    small = client.invoke_endpoint(
+        EndpointName="sm-text-classifier",
+        Body=SAMPLES["sci.med"].encode(),
+        ContentType="text/plain",
+    )
+    assert json.loads(small["Body"].read())["predictions"][0]["label"] == "sci.med"
+
+
+def test_over_five_megabytes_between_containers(stack: Stack, variants: Any) -> None:
+    """ntm-features answers dense CSV (2,000 columns a row) in fmt-csv: 1,500 short texts
+    make a 46 kB request but a ~6 MB body for NTM."""
+    body = json.dumps({"instances": ["space shuttle orbit"] * 1500}).encode()
+    out = stack.invoke("fmt-csv", stdin=body, check=False)
+    message = out.stderr.decode()
+    assert out.returncode == 1, message
+    assert "the request payload from ntm-features to ntm is" in message
+    assert "which has exceeded the maximum limit of 5 MB" in message
+
+
+def test_custom_attributes_and_direct_invocation(stack: Stack) -> None:
+    """CustomAttributes reach every container (our choice: UNCONFIRMED on SageMaker), so the
+    recommend stage's top_k applies; TargetContainerHostname calls one container alone."""
+    body = client_body("application/json", SAMPLES["rec.sport.hockey"])
+    out = stack.invoke("sm-text-recommender", "--custom-attributes", "top_k=3", stdin=body)
+    recs = recommendations(json.loads(out.stdout))
+    assert len(recs) == 3
+    assert all(r["newsgroup"] == "rec.sport.hockey" for r in recs)
+    out = stack.invoke(
+        "sm-text-recommender", "--target-container", "ntm-features", "--accept", "text/csv",
+        stdin=body,
+    )  # fmt: skip
+    row = out.stdout.decode().strip().split(",")
+    assert len(row) == 2000 and any(float(v) > 0 for v in row)
+    assert [h["hostname"] for h in stack.chain("sm-text-recommender")] == ["ntm-features"]
