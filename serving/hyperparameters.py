@@ -33,11 +33,11 @@ class Hyperparameters:
     lemmatize: bool = False
     # TF-IDF + MultinomialNB (chosen by 5-fold CV on the train split; see README).
     ngram_max: int = 2
-    min_df: int = 2
+    min_df: int = 1
     max_df: float = 1.0
-    max_features: int = 0
+    max_features: int = 700_000
     sublinear_tf: bool = True
-    alpha: float = 0.03
+    alpha: float = 0.01
     # NTM featurizer.
     ntm_vocab_size: int = 2000
     ntm_max_df: float = 0.95
