@@ -88,8 +88,9 @@ class Server:
         t2 = time.perf_counter()
         out = stage.encode(result, out_media)
         if timings is not None:
-            timings.update(decode_ms=(t1 - t0) * 1e3, model_ms=(t2 - t1) * 1e3,
-                           encode_ms=(time.perf_counter() - t2) * 1e3)
+            timings.update(decode_ms=round((t1 - t0) * 1e3, 3),
+                           model_ms=round((t2 - t1) * 1e3, 3),
+                           encode_ms=round((time.perf_counter() - t2) * 1e3, 3))
         return out, _content_type_for(out_media), stage.count(records)
 
 
@@ -139,7 +140,7 @@ def create_app(server: Server) -> Flask:
         response.headers["X-Request-Id"] = request_id
         fields.update(status=response.status_code, records=records,
                       bytes_out=response.content_length or 0, **timings,
-                      total_ms=(time.perf_counter() - started) * 1e3)
+                      total_ms=round((time.perf_counter() - started) * 1e3, 3))
         logs.log_request(access_log, fields)
         return response
 

@@ -47,6 +47,23 @@ def configure(level: str) -> None:
     logging.getLogger("gunicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
 
 
+def gunicorn_logconfig(level: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: its own messages as JSON lines too."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json",
+               "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "gunicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
 def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
     level = logging.ERROR if fields.get("status", 200) >= 500 else logging.INFO
     if logger.isEnabledFor(level):

@@ -47,6 +47,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": logs.gunicorn_logconfig(settings.log_level),
         "proc_name": f"sm-text-pipeline[{settings.stage}]",
         "post_fork": _post_fork,
         "control_socket_disable": True,  # gunicorn 27's admin socket: unused, needs a $HOME

@@ -19,7 +19,7 @@ def run_train(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
                           timeout=600)
 
 
-def test_outputs_of_training(tiny_trained: tuple[Path, Path]) -> None:
+def test_outputs_of_training(tiny_trained: tuple[Path, Path], tiny_corpus: Path) -> None:
     model_dir, output_dir = tiny_trained
     ntm = output_dir / "ntm"
     info = json.loads((ntm / "ntm_data.json").read_text())
@@ -32,6 +32,13 @@ def test_outputs_of_training(tiny_trained: tuple[Path, Path]) -> None:
     catalog_lines = (ntm / "catalog.jsonl").read_text().splitlines()
     assert X.shape == (len(catalog_lines), info["feature_dim"]) == (len(model.catalog), len(vocab))
     assert X.dtype == np.float32 and (X.data > 0).all()
+    # record i of the shards is catalog document i, counted by the served featurizer
+    from serving.data import load_splits
+
+    train = load_splits(str(tiny_corpus)).train
+    assert model.catalog.ids == train.ids
+    expected = model.featurizer.transform(train.texts)
+    assert (X != expected).nnz == 0
     report = output_dir / "evaluation"
     assert (report / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "precision" in (report / "classification_report.txt").read_text()
