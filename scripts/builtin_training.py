@@ -11,6 +11,10 @@ Sub-commands (`all` runs the three in order):
   knn     k-NN training job on those vectors: index_metric COSINE (--index-metric), k (--k),
           feature_dim = num_topics, sample_size = number of documents unless given.
 
+`all --local` (offline, against moto only) trains the NTM and k-NN STAND-INS on this machine in
+place of the jobs' compute, and puts their artifacts where the moto jobs say: see
+scripts/local_training.py.
+
 Jobs are named <prefix>-<timestamp> unless --*-job-name; an existing job of that name is waited
 for, not started again. Waits print progress; a failed job prints its FailureReason.
 """
@@ -26,9 +30,9 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import ntm_topics
+from scripts import local_training, ntm_topics
 from scripts.aws_cli import common_parent, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri, wait_for
+from scripts.aws_common import Aws, ScriptError, doc_parser, emit, log, parse_s3_uri, wait_for
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import describe_or_none
 
@@ -136,6 +140,8 @@ def handler(args: argparse.Namespace) -> int:
     except ValueError:
         raise ScriptError("--hp takes KEY=VALUE", 2) from None
     aws = Aws.from_args(args)
+    if getattr(args, "local", False):
+        return local_training.run(aws, args)
     if args.command in ("ntm", "all"):
         for name in ("train", "auxiliary"):
             if not getattr(args, name):
@@ -161,12 +167,7 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    doc = (__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(
-        description=doc[0],
-        epilog="\n".join(doc[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False, parents=[common_parent()])
     g = common.add_argument_group("jobs")
@@ -179,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train", help="s3:// prefix of the RecordIO word counts (train/)")
     g.add_argument("--ntm-image", help="default: the region's built-in NTM image")
     g.add_argument("--knn-image", help="default: the region's built-in k-NN image")
-    g.add_argument("--num-topics", type=int, default=20)
+    g.add_argument("--num-topics", type=int, default=50,
+                   help="NTM topics; must equal the model's num_topics (ntm_data.json; "
+                   "serving.train's default is 50), which topics-to-knn checks")
     sub_ntm = argparse.ArgumentParser(add_help=False)
     sub_ntm.add_argument("--auxiliary", help="s3:// prefix holding vocab.txt (auxiliary/)")
     sub_ntm.add_argument("--feature-dim", type=int, help="vocabulary size (default: vocab.txt)")
@@ -197,11 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--index-metric", default="COSINE", choices=["COSINE", "L2", "INNER_PRODUCT"]
     )
     sub_knn.add_argument("--knn-job-name")
+    sub_local = argparse.ArgumentParser(add_help=False)
+    sub_local.add_argument(
+        "--local",
+        action="store_true",
+        help="offline (moto): train the stand-ins locally instead (scripts/local_training.py)",
+    )
     layout = {
         "ntm": [sub_ntm],
         "topics": [sub_topics],
         "knn": [sub_topics, sub_knn],
-        "all": [sub_ntm, sub_topics, sub_knn],
+        "all": [sub_ntm, sub_topics, sub_knn, sub_local],
     }
     for name, parents in layout.items():
         sub.add_parser(name, parents=[common, *parents], help=name)

@@ -106,6 +106,18 @@ def is_custom(container: dict[str, Any]) -> bool:
     return ENV_STAGE in (container.get("Environment") or {})
 
 
+def parse_accept(pairs: list[str] | None) -> dict[str, str]:
+    """``STAGE=TYPE`` pairs (``--stage-accept``) -> {stage: its default Accept}."""
+    accept: dict[str, str] = {}
+    for pair in pairs or []:
+        stage, sep, value = pair.partition("=")
+        if not sep or stage not in ACCEPT or stage == "classify" or not value.strip():
+            stages = ", ".join(s for s in ACCEPT if s != "classify")
+            raise ValueError(f"--stage-accept takes STAGE=TYPE with STAGE one of {stages}")
+        accept[stage] = value.strip()
+    return accept
+
+
 def parse_env(pairs: list[str] | None) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs or []:

@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 
 from scripts import autoscaling, containers
 from scripts.aws_cli import common_parent, require_image, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
+from scripts.aws_common import Aws, ScriptError, doc_parser, emit, parse_s3_uri
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import (
     check_name,
@@ -101,7 +101,9 @@ def create_pipeline(args: argparse.Namespace) -> int:
             "--knn-model-data/--knn-training-job",
             2,
         )
-    accept = {"ntm-features": args.features_accept} if args.features_accept else {}
+    accept = dict(args.stage_accept)
+    if args.features_accept:
+        accept["ntm-features"] = args.features_accept
     boxes = containers.recommender_containers(
         image,
         args.model_data,
@@ -185,12 +187,7 @@ def delete(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    doc = (__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(
-        description=doc[0],
-        epilog="\n".join(doc[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     common = common_parent()
 
@@ -225,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--features-accept",
         choices=["application/x-recordio-protobuf", "application/json"],
         help="what ntm-features emits (default application/x-recordio-protobuf)",
+    )
+    p.add_argument(
+        "--stage-accept",
+        action="append",
+        metavar="STAGE=TYPE",
+        help="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT of one container (ntm-features, ntm, "
+        "topics-to-knn, knn, recommend), e.g. ntm=application/jsonlines; repeatable",
     )
     p.set_defaults(func=create_pipeline)
 
@@ -264,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 def handler(args: argparse.Namespace) -> int:
     try:
         args.env = containers.parse_env(getattr(args, "env", None))
+        args.stage_accept = containers.parse_accept(getattr(args, "stage_accept", None))
     except ValueError as exc:
         raise ScriptError(str(exc), 2) from None
     return int(args.func(args))

@@ -8,37 +8,24 @@ so a neighbour's label is the row of the document it stands for.
 from __future__ import annotations
 
 import json
-import re
-import struct
 from collections.abc import Iterable
 
-RECORDIO_MAGIC = 0xCED7230A
+from serving import recordio
 
 
 class DataError(ValueError):
     pass
 
 
-def natural_key(name: str) -> list[object]:
-    """train_part2 sorts before train_part10."""
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+natural_key = recordio.shard_sort_key  # train_part2 sorts before train_part10
 
 
 def count_records(data: bytes) -> int:
-    """Records in a RecordIO file: uint32 magic, uint32 length (low 29 bits), body, pad to 4."""
-    count = pos = 0
-    while pos < len(data):
-        if pos + 8 > len(data):
-            raise DataError(f"truncated RecordIO header at byte {pos}")
-        magic, length = struct.unpack_from("<II", data, pos)
-        if magic != RECORDIO_MAGIC:
-            raise DataError(f"no RecordIO magic at byte {pos}")
-        length &= (1 << 29) - 1
-        pos += 8 + length + (-length % 4)
-        if pos > len(data):
-            raise DataError("truncated RecordIO record")
-        count += 1
-    return count
+    """Records in a RecordIO file (the framing is checked)."""
+    try:
+        return recordio.count_records(data)
+    except recordio.RecordIOError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def topic_vectors(text: str) -> list[list[float]]:

@@ -16,12 +16,14 @@ Files under --work-dir (default .work/local_aws, or $LOCAL_AWS_DIR): state.json,
 <name>.log, registry/ (config, htpasswd, image data; wiped on a fresh start and on stop).
 Ports: --moto-port / --registry-port ($LOCAL_AWS_MOTO_PORT / $LOCAL_AWS_REGISTRY_PORT); 0, the
 default, picks a free port. Credentials printed by `env` are fake (testing/testing).
-Later components (a local SageMaker data plane) add a start function and env entries here.
+  runtime   with `start --runtime`: scripts/local_runtime.py, the SageMaker runtime moto lacks
+            (InvokeEndpoint runs the endpoint's containers; `env` adds
+            AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME). Port: --runtime-port ($LOCAL_AWS_RUNTIME_PORT).
+            `stop` also removes any container it left (by its label, nothing else).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -35,6 +37,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.aws_common import doc_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO_ROOT / ".work" / "local_aws"
@@ -184,6 +191,18 @@ def start_registry(
     wait_until(lambda: http_status(url) == 401, "docker-registry", proc, timeout)
 
 
+def start_runtime(work: Path, port: int, state: dict[str, Any], timeout: float) -> None:
+    if "registry" not in state["components"]:
+        raise LocalAwsError(
+            "the runtime pulls images from the registry: start without --no-registry"
+        )
+    from scripts.local_deploy import sweep
+    from scripts.local_runtime import start_component
+
+    sweep(work)  # what a runtime that died left
+    start_component(work, port or free_port(), state, timeout)
+
+
 def running(state: dict[str, Any]) -> dict[str, bool]:
     return {
         name: pid_alive(int(entry["pid"]), str(entry["marker"]))
@@ -193,29 +212,43 @@ def running(state: dict[str, Any]) -> dict[str, bool]:
 
 def stop(work: Path) -> int:
     state = load_state(work)
-    for name, entry in state.get("components", {}).items():
+    components = state.get("components", {})
+    for name in sorted(components, key=lambda n: n != "runtime"):  # runtime first: it cleans up
+        entry = components[name]
         pid, marker = int(entry["pid"]), str(entry["marker"])
         if pid_alive(pid, marker):
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + (60 if name == "runtime" else 10)
             while pid_alive(pid, marker) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if pid_alive(pid, marker):
                 os.kill(pid, signal.SIGKILL)
             say(f"stopped {name} (pid {pid})")
         (work / f"{name}.pid").unlink(missing_ok=True)
+    if "runtime" in components:
+        from scripts.local_deploy import sweep
+
+        if removed := sweep(work):
+            say(f"removed {removed} containers the runtime left")
+        for folder in ("runtime-models", "runtime-docker"):  # keeps runtime-logs/
+            shutil.rmtree(work / folder, ignore_errors=True)
     shutil.rmtree(work / "registry", ignore_errors=True)
     (work / "state.json").unlink(missing_ok=True)
     return 0
 
 
-def start(work: Path, moto_port: int, registry_port: int, registry: bool, timeout: float) -> int:
+def start(
+    work: Path, moto_port: int, registry_port: int, registry: bool, timeout: float, runtime: int
+) -> int:
+    """runtime: -1 for none, else the runtime's port (0: a free one); it needs the registry."""
     work.mkdir(parents=True, exist_ok=True)
     state = load_state(work)
     alive = running(state)
     wanted = {"moto", "registry"} if registry else {"moto"}
-    if alive and all(alive.values()) and wanted <= set(alive):
-        say(f"already running: {', '.join(sorted(alive))}")
+    if all(alive.get(name) for name in wanted):
+        if runtime >= 0 and not alive.get("runtime"):
+            start_runtime(work, runtime, state, timeout)  # (re)starts just the runtime
+        say(f"already running: {', '.join(sorted(n for n, up in running(state).items() if up))}")
         return 0
     if alive:
         say("a previous start is partly down: stopping what is left of it")
@@ -226,6 +259,8 @@ def start(work: Path, moto_port: int, registry_port: int, registry: bool, timeou
         if registry:
             password = moto_ecr_password(port)
             start_registry(work, registry_port or free_port(), password, state, timeout)
+        if runtime >= 0:
+            start_runtime(work, runtime, state, timeout)
     except BaseException:
         stop(work)
         raise
@@ -248,16 +283,15 @@ def env_vars(state: dict[str, Any]) -> dict[str, str]:
     if "registry" in components:
         env["ECR_REGISTRY_HOST"] = f"127.0.0.1:{components['registry']['port']}"
         env["LOCAL_AWS_REGISTRY_PORT"] = str(components["registry"]["port"])
+    if "runtime" in components:
+        runtime_port = components["runtime"]["port"]
+        env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = f"http://127.0.0.1:{runtime_port}"
+        env["LOCAL_AWS_RUNTIME_PORT"] = str(runtime_port)
     return env
 
 
 def main(argv: list[str] | None = None) -> int:
-    doc = (__doc__ or "").strip().splitlines()
-    parser = argparse.ArgumentParser(
-        description=doc[0],
-        epilog="\n".join(doc[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser(__doc__)
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
     parser.add_argument(
         "--work-dir",
@@ -272,13 +306,27 @@ def main(argv: list[str] | None = None) -> int:
         "--registry-port", type=int, default=int(os.environ.get("LOCAL_AWS_REGISTRY_PORT", "0"))
     )
     parser.add_argument("--no-registry", action="store_true", help="start moto only")
+    parser.add_argument(
+        "--runtime", action="store_true", help="also the local SageMaker runtime (Docker)"
+    )
+    parser.add_argument(
+        "--runtime-port", type=int, default=int(os.environ.get("LOCAL_AWS_RUNTIME_PORT", "0"))
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="start-up timeout, seconds")
     parser.add_argument("--format", choices=["shell", "json"], default="shell", help="for env")
     args = parser.parse_args(argv)
     work: Path = args.work_dir.resolve()
     try:
         if args.command == "start":
-            start(work, args.moto_port, args.registry_port, not args.no_registry, args.timeout)
+            runtime = args.runtime_port if args.runtime else -1
+            start(
+                work,
+                args.moto_port,
+                args.registry_port,
+                not args.no_registry,
+                args.timeout,
+                runtime,
+            )
             args.command = "env"
         if args.command == "stop":
             return stop(work)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -118,6 +119,17 @@ def iter_payloads(source: Source) -> Iterator[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
         return _iter_stream(io.BytesIO(source))
     return _iter_stream(source)
+
+
+def count_records(source: Source) -> int:
+    """Number of records in a RecordIO byte string or file (framing checked, not parsed)."""
+    return sum(1 for _ in iter_payloads(source))
+
+
+def shard_sort_key(name: str) -> list[object]:
+    """Natural order of shard names: ``train_part2`` before ``train_part10``. Record *i* of
+    the shards concatenated in this order is training document (catalog index) *i*."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
 
 
 def read_records(source: Source) -> Iterator[record_pb2.Record]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import recordio
 from standins import knn, topics
 from standins.knn import KnnIndex
 from standins.topics import NtmModel
@@ -54,18 +55,16 @@ def write_tarball(model_dir: Path) -> Path:
 
 
 def read_counts(train_dir: Path | str, feature_dim: int | None = None) -> Any:
-    """Every RecordIO shard (``*.pbr``, ``*.rec``, ``*.recordio``) in ``train_dir``, in name order,
-    as one CSR matrix of word counts."""
-    from serving.recordio import read_sparse_shards
-
+    """Every RecordIO shard (``*.pbr``, ``*.rec``, ``*.recordio``) in ``train_dir``, in natural
+    name order, as one CSR matrix of word counts."""
     paths = sorted(
-        p
-        for p in Path(train_dir).iterdir()
-        if p.is_file() and p.suffix in (".pbr", ".rec", ".recordio")
+        (p for p in Path(train_dir).iterdir()
+         if p.is_file() and p.suffix in (".pbr", ".rec", ".recordio")),
+        key=lambda p: recordio.shard_sort_key(p.name),
     )
     if not paths:
         raise FileNotFoundError(f"no RecordIO shards (*.pbr) in {train_dir}")
-    return read_sparse_shards(paths, n_cols=feature_dim)
+    return recordio.read_sparse_shards(paths, n_cols=feature_dim)
 
 
 def train_ntm(

@@ -38,7 +38,7 @@ def test_outputs_of_training(tiny_trained: tuple[Path, Path], tiny_corpus: Path)
     train = load_splits(str(tiny_corpus)).train
     assert model.catalog.ids == train.ids
     expected = model.featurizer.transform(train.texts)
-    assert (X != expected).nnz == 0
+    assert (expected != X).nnz == 0
     report = output_dir / "evaluation"
     assert (report / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "precision" in (report / "classification_report.txt").read_text()

@@ -44,10 +44,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "upload", "upload_artifacts", "--model-dir", str(model), "--output-data-dir", str(data)
         )
         bucket = st.out["MODEL_DATA_URL"].rsplit("/model/", 1)[0]
+        # NTM's topics must be what the model's topics-to-knn stage expects (train's setting).
+        ntm_data = json.loads((data / "ntm" / "ntm_data.json").read_text())
+        num_topics, st.out["FEATURE_DIM"] = (
+            str(ntm_data["num_topics"]),
+            str(ntm_data["feature_dim"]),
+        )
         st.step(
             "builtin_training_local",
             "builtin_training",
-            *("all", "--local", "--output", f"{bucket}/builtin"),
+            *("all", "--local", "--output", f"{bucket}/builtin", "--num-topics", num_topics),
             *("--train", st.out["NTM_TRAIN_S3"], "--auxiliary", st.out["NTM_AUXILIARY_S3"]),
         )
         st.step(

@@ -1,14 +1,12 @@
-"""The stack of tests/e2e: prerequisites, the scripts' environment and outputs, runtime probes.
-
-(A module of its own, not conftest.py, so the tests can import it: see conftest.py.)
-
-The whole recommendation pipeline, offline: one module-scoped stack for tests/e2e.
+"""The whole recommendation pipeline, offline: the stack tests/e2e share (fixture in conftest.py;
+the helpers live here so the tests can import them).
 
 Built with the project's own scripts, each run as a user would (a child process):
-``serving.train`` on 20 Newsgroups -> ``build_standins.sh`` (the project image must be built)
--> ``local_aws.py start --runtime`` (moto, registry, local SageMaker runtime) -> ``ecr_push.py``
-(our image; the stand-ins as the built-in ``ntm:1`` / ``knn:1``) -> ``upload_artifacts.py`` ->
-``builtin_training.py all --local`` -> ``endpoints.py create-classifier`` / ``create-pipeline``.
+``build_standins.sh`` (FROM the project image, which must be built) -> ``serving.train`` on
+20 Newsgroups -> ``local_aws.py start --runtime`` (moto, registry, local SageMaker runtime) ->
+``ecr_push.py`` (our image; the stand-ins as the built-in ``ntm:1`` / ``knn:1``) ->
+``upload_artifacts.py`` -> ``builtin_training.py all --local`` -> ``endpoints.py``
+``create-classifier`` / ``create-pipeline``.
 Everything runs in a temporary work dir and is stopped (containers included) at the end.
 
 Skipped, with the reason, without a Docker daemon, the image, Debian's docker-registry and
@@ -134,6 +132,18 @@ class Stack:
 
     def invoke(self, endpoint: str, *args: str, stdin: bytes | None = None, check: bool = True):
         return self.script("invoke", "--endpoint", endpoint, *args, stdin=stdin, check=check)
+
+    def runtime_client(self) -> Any:
+        """boto3's sagemaker-runtime client, pointed at the local runtime like the scripts."""
+        import boto3
+
+        return boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=self.runtime_url,
+            region_name=self.env["AWS_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def chain(self, endpoint: str) -> list[dict[str, Any]]:
         """What each container got and answered in the endpoint's last request."""

@@ -1,0 +1,188 @@
+"""A local SageMaker runtime (the data plane moto lacks) for the endpoints created in moto.
+
+    python scripts/local_aws.py start --runtime     # moto + registry + this, all on 127.0.0.1
+    eval "$(python scripts/local_aws.py env)"       # also sets AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
+    python scripts/local_aws.py stop                # stops it; it removes its containers
+
+Answers sagemaker-runtime ``InvokeEndpoint`` (``POST /endpoints/<name>/invocations``, as boto3
+sends it) for every endpoint moto knows: scripts/local_endpoints.py deploys each endpoint's
+containers (scripts/local_deploy.py: images from the local registry, ECR URIs rewritten to it,
+model data from moto's S3, ``docker run IMAGE serve``, ``/ping``), scripts/local_chain.py
+chains a request through them as a Serial inference pipeline. An invocation that arrives while
+its endpoint deploys waits for it (``--wait-seconds``).
+
+Front-end checks: a body over 6291456 bytes gets HTTP 413 "HTTP content length exceeded
+6291456 bytes." (the answer SageMaker's front end has been seen to give; botocore reports error
+code "413"); an unknown endpoint a ``ValidationError`` (400).
+
+``GET /_local/health`` answers 200; ``GET /_local/endpoints`` lists the deployments (state,
+containers, published ports, warnings such as a missing accept-bind-to-port label). SIGTERM and
+SIGINT remove every container it started; so does ``local_aws.py stop`` for any it left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import local_chain
+from scripts.aws_common import doc_parser
+from scripts.local_deploy import Deployer, runtime_id, say
+from scripts.local_endpoints import ApiError, Endpoints
+
+CLIENT_LIMIT = 6 * 1024 * 1024
+PATH_RE = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations/?(?:\?.*)?$")
+JSON = {"Content-Type": "application/json"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    endpoints: Endpoints
+    region = "us-east-1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        say(f"{self.address_string()} {format % args}")
+
+    def send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_doc(self, err: ApiError) -> None:
+        if err.code is None:
+            doc: dict[str, Any] = {"message": err.message}
+            headers = dict(JSON)
+        else:
+            doc = {"__type": err.code, "Message": err.message}
+            headers = {**JSON, "x-amzn-ErrorType": err.code}
+        doc.update(err.fields)
+        self.send(err.status, json.dumps(doc).encode(), headers)
+
+    def do_GET(self) -> None:
+        if self.path == "/_local/health":
+            self.send(200, b'{"status":"ok"}', JSON)
+        elif self.path == "/_local/endpoints":
+            docs = [d.summary() for d in self.endpoints.all()]
+            self.send(200, json.dumps(docs, indent=1).encode(), JSON)
+        else:
+            self.send_error_doc(ApiError(404, "UnknownOperationException", "Unknown operation"))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        match = PATH_RE.match(self.path)
+        try:
+            if not match or length > CLIENT_LIMIT:
+                drain(self.rfile, length)  # so the client reads our answer, not a reset
+                if not match:
+                    raise ApiError(404, "UnknownOperationException", "Unknown operation")
+                raise ApiError(413, None, f"HTTP content length exceeded {CLIENT_LIMIT} bytes.")
+            body = self.rfile.read(length)
+            dep = self.endpoints.serving(unquote(match.group("name")))
+            out, headers = local_chain.invoke(dep, body, self.headers, self.region)
+            self.send(200, out, headers)
+        except ApiError as err:
+            self.send_error_doc(err)
+        except Exception as exc:
+            say(f"internal failure: {exc!r}")
+            self.send_error_doc(ApiError(500, "InternalFailure", "An internal failure occurred."))
+
+
+def drain(stream: Any, length: int) -> None:
+    while length > 0:
+        chunk = stream.read(min(length, 1 << 20))
+        if not chunk:
+            return
+        length -= len(chunk)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import boto3
+
+    from scripts.local_aws import FAKE_KEY, REGION, moto_ecr_password
+
+    moto_url = f"http://127.0.0.1:{args.moto_port}"
+    session = boto3.Session(
+        aws_access_key_id=FAKE_KEY, aws_secret_access_key=FAKE_KEY, region_name=REGION
+    )
+    clients: dict[str, Any] = {}
+    clients_lock = threading.Lock()
+
+    def aws(service: str) -> Any:
+        with clients_lock:
+            if service not in clients:
+                clients[service] = session.client(service, endpoint_url=moto_url)
+            return clients[service]
+
+    work = args.work_dir.resolve()
+    password = moto_ecr_password(args.moto_port)
+    deployer = Deployer(work, runtime_id(work), args.registry_host, password, aws)
+    endpoints = Endpoints(deployer, args.wait_seconds)
+    Handler.endpoints, Handler.region = endpoints, REGION
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=endpoints.poll_forever, daemon=True).start()
+    say(f"runtime {deployer.runtime_id} on http://127.0.0.1:{args.port}, moto {moto_url}")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        say("stopping: removing the containers this runtime started")
+        endpoints.shutdown()
+        server.server_close()
+    return 0
+
+
+def start_component(work: Path, port: int, state: dict[str, Any], timeout: float) -> None:
+    """local_aws.py start --runtime: spawn `serve` next to moto and the registry, wait for it."""
+    from scripts import local_aws
+
+    components = state["components"]
+    script = str(Path(__file__).resolve())
+    cmd = [sys.executable, script, "serve", "--work-dir", str(work), "--port", str(port)]
+    cmd += ["--moto-port", str(components["moto"]["port"])]
+    cmd += ["--registry-host", f"127.0.0.1:{components['registry']['port']}"]
+    proc, components["runtime"] = local_aws.spawn(work, "runtime", cmd, port, marker=script)
+    local_aws.save_state(work, state)
+    url = f"http://127.0.0.1:{port}/_local/health"
+    local_aws.wait_until(lambda: local_aws.http_status(url) == 200, "runtime", proc, timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = doc_parser(__doc__)
+    parser.add_argument("command", choices=["serve"], help="run in the foreground")
+    parser.add_argument("--work-dir", type=Path, required=True, help="local_aws.py's work dir")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--moto-port", type=int, required=True)
+    parser.add_argument("--registry-host", required=True, help="127.0.0.1:PORT")
+    parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=300.0,
+        help="how long an invocation waits for its endpoint's deployment (%(default)s)",
+    )
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
