@@ -143,7 +143,8 @@ class RunningServer:
             hdrs["Accept"] = accept
         return requests.post(f"{self.url}/invocations", data=body, headers=hdrs, timeout=30)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL after 30 s; the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -151,23 +152,20 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        return self.process.returncode
 
 
-def start_server(model_dir: Path, stage: str = "classify", workers: int = 1,
-                 env: dict[str, str] | None = None, timeout: float = 60) -> RunningServer:
-    port = free_port()
-    full_env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SERVING_STAGE": stage,
-                "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_HOST": "127.0.0.1",
-                "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SERVING_LOG_LEVEL": "WARNING",
-                **(env or {})}
-    process = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=full_env,
+def launch(module_args: list[str], env: dict[str, str], port: int, name: str = "server",
+           timeout: float = 60) -> RunningServer:
+    """``python -m <module_args>`` with ``env`` added, healthy on 127.0.0.1:``port``/ping."""
+    process = subprocess.Popen([sys.executable, "-m", *module_args], env={**os.environ, **env},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = RunningServer(f"http://127.0.0.1:{port}", process, port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
+            raise RuntimeError(f"the {name} exited with {process.returncode}: {err[-2000:]}")
         try:
             if requests.get(f"{server.url}/ping", timeout=2).status_code == 200:
                 return server
@@ -175,7 +173,17 @@ def start_server(model_dir: Path, stage: str = "classify", workers: int = 1,
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError("server did not become healthy in time")
+    raise RuntimeError(f"the {name} did not answer /ping in {timeout:.0f} s")
+
+
+def start_server(model_dir: Path, stage: str = "classify", workers: int = 1,
+                 env: dict[str, str] | None = None, timeout: float = 60) -> RunningServer:
+    port = free_port()
+    return launch(["serving.serve"], {
+        "SM_MODEL_DIR": str(model_dir), "SERVING_STAGE": stage,
+        "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_HOST": "127.0.0.1",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SERVING_LOG_LEVEL": "WARNING",
+        **(env or {})}, port, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
