@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from serving import recordio
+from serving import recordio, shards
 
 
 class DataError(ValueError):
     pass
 
 
-natural_key = recordio.shard_sort_key  # train_part2 sorts before train_part10
+natural_key = shards.shard_sort_key  # train_part2 sorts before train_part10
 
 
 def count_records(data: bytes) -> int:

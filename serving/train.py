@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import MultinomialNB
 from tqdm import tqdm
 
-from serving import artifact, data, evaluate, recordio
+from serving import artifact, data, evaluate, shards
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.featurizer import NtmFeaturizer
@@ -87,7 +87,7 @@ def write_ntm_data(hp: Hyperparameters, featurizer: NtmFeaturizer, X: Any,
     """RecordIO shards (train/), vocab.txt (auxiliary/) and the catalog, as NTM expects."""
     ntm = out / "ntm"
     shutil.rmtree(ntm, ignore_errors=True)
-    parts = recordio.write_sparse_shards(X, ntm / "train", min(hp.ntm_parts, X.shape[0]))
+    parts = shards.write_sparse_shards(X, ntm / "train", min(hp.ntm_parts, X.shape[0]))
     (ntm / "auxiliary").mkdir(parents=True)
     (ntm / "auxiliary" / "vocab.txt").write_text(
         "".join(f"{w}\n" for w in featurizer.vocabulary), encoding="utf-8")

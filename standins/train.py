@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import recordio
+from serving import shards
 from standins import knn, topics
 from standins.knn import KnnIndex
 from standins.topics import NtmModel
@@ -60,11 +60,11 @@ def read_counts(train_dir: Path | str, feature_dim: int | None = None) -> Any:
     paths = sorted(
         (p for p in Path(train_dir).iterdir()
          if p.is_file() and p.suffix in (".pbr", ".rec", ".recordio")),
-        key=lambda p: recordio.shard_sort_key(p.name),
+        key=lambda p: shards.shard_sort_key(p.name),
     )
     if not paths:
         raise FileNotFoundError(f"no RecordIO shards (*.pbr) in {train_dir}")
-    return recordio.read_sparse_shards(paths, n_cols=feature_dim)
+    return shards.read_sparse_shards(paths, n_cols=feature_dim)
 
 
 def train_ntm(

@@ -1,4 +1,4 @@
-"""RecordIO-protobuf framing, tensors, shards: exact bytes, round trips, refusals, speed."""
+"""RecordIO-protobuf framing and tensors: exact bytes, round trips, refusals, speed."""
 
 from __future__ import annotations
 
@@ -309,28 +309,6 @@ def test_shape_errors_are_422() -> None:
     raw.features["values"].bytes.value.append(b"x")
     with pytest.raises(UnprocessableEntity, match="holds bytes"):
         recordio.decode_matrix(recordio.encode_records([raw]))
-
-
-# --- shards ------------------------------------------------------------------------------------
-
-
-def test_write_sparse_shards(tmp_path: Path) -> None:
-    X = counts(103, 25, 0.2, seed=4)
-    paths = recordio.write_sparse_shards(X, tmp_path / "train", 4)
-    assert [p.name for p in paths] == [f"train_part{i}.pbr" for i in range(4)]
-    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [p.name for p in paths]
-    sizes = [sum(1 for _ in recordio.read_records(p.read_bytes())) for p in paths]
-    assert sum(sizes) == 103 and max(sizes) - min(sizes) <= 1
-    Y = recordio.read_sparse_shards(paths, n_cols=25)
-    assert (Y != X).nnz == 0
-    first = recordio.decode_matrix(paths[0].read_bytes())
-    assert (first != X[: sizes[0]]).nnz == 0  # contiguous blocks, in order
-    other = recordio.write_sparse_shards(X[:2], tmp_path, 2, prefix="val", label=np.array([1, 2]))
-    assert other[1].name == "val_part1.pbr"
-    assert recordio.decode_tensor_rows(other[1].read_bytes(), "label", "values")[0].tolist() == [2]
-    for n_parts in (0, 104):
-        with pytest.raises(ValueError):
-            recordio.write_sparse_shards(X, tmp_path, n_parts)
 
 
 # --- speed -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving import recordio
+from serving import shards
 from serving.artifact import Model
 from tests.conftest import DATA_TGZ, REPO, TINY_HP, need_real_data, write_tiny_csv
 
@@ -27,7 +27,7 @@ def test_outputs_of_training(tiny_trained: tuple[Path, Path], tiny_corpus: Path)
     assert len(vocab) == info["feature_dim"] == Model.load(model_dir).featurizer.feature_dim
     parts = sorted((ntm / "train").glob("train_part*.pbr"))
     assert len(parts) == TINY_HP["ntm_parts"]
-    X = recordio.read_sparse_shards(parts, info["feature_dim"])
+    X = shards.read_sparse_shards(parts, info["feature_dim"])
     model = Model.load(model_dir)
     catalog_lines = (ntm / "catalog.jsonl").read_text().splitlines()
     assert X.shape == (len(catalog_lines), info["feature_dim"]) == (len(model.catalog), len(vocab))
@@ -102,7 +102,7 @@ def test_full_training_meets_targets(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "o" / "ntm" / "ntm_data.json").read_text())
     vocab = (tmp_path / "o" / "ntm" / "auxiliary" / "vocab.txt").read_text().splitlines()
     assert len(vocab) == info["feature_dim"] == 2000
-    X = recordio.read_sparse_shards(sorted((tmp_path / "o" / "ntm" / "train").glob("*.pbr")),
+    X = shards.read_sparse_shards(sorted((tmp_path / "o" / "ntm" / "train").glob("*.pbr")),
                                     2000)
     assert X.shape == (11314, 2000)
 

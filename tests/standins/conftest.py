@@ -22,7 +22,7 @@ def counts() -> tuple[sp.csr_matrix, np.ndarray]:
 @pytest.fixture(scope="session")
 def ntm_data(tmp_path_factory: pytest.TempPathFactory, counts: tuple) -> Path:
     """What ``serving.train --output-data-dir O`` writes under O/ntm, for the planted counts."""
-    from serving.recordio import write_sparse_shards
+    from serving.shards import write_sparse_shards
 
     X = counts[0]
     base = tmp_path_factory.mktemp("ntm-data") / "ntm"
