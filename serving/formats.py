@@ -10,7 +10,6 @@ skipped; rows and lines are counted from 1 in messages.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +17,8 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 
-from serving import recordio
-from serving.codecs import iter_json_lines, load_json, split_lines, type_name, utf8_text
+from serving import recordio, vectors
+from serving.codecs import iter_json_lines, load_json, type_name, utf8_text
 from serving.errors import BadRequest, NotAcceptable, UnprocessableEntity, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType, content_type_for
 
@@ -44,10 +43,6 @@ NTM_OUTPUT_TYPES = (JSON, JSONLINES, RECORDIO)
 KNN_INPUT_TYPES = (TEXT_CSV, JSON, JSONLINES, RECORDIO)
 KNN_OUTPUT_TYPES = (JSON, JSONLINES, RECORDIO)
 
-NTM_OUTPUT_HINT = (
-    " - this looks like NTM's output (topic_weights), not a request; k-NN cannot read it, "
-    "so put the topics-to-knn stage between NTM and k-NN"
-)
 NOT_VERBOSE = (
     "the k-NN response has no labels/distances; set "
     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT=application/json; verbose=true on the k-NN container"
@@ -62,170 +57,6 @@ def _check_type(
         raise error(f"{media.type} is not {what}; use one of {', '.join(allowed)}")
 
 
-# --- numbers as text ---------------------------------------------------------------------------
-
-
-def _integral(values: np.ndarray) -> np.ndarray:
-    return np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2**53)
-
-
-def _number_strings(values: np.ndarray) -> list[str]:
-    """Shortest round-trip text per value; whole numbers without ".0"."""
-    values = np.asarray(values)
-    if values.dtype.kind in "iub":
-        return values.astype(np.int64).astype(str).tolist()
-    out = values.astype(str)
-    whole = _integral(values)
-    out[whole] = values[whole].astype(np.int64).astype(str)
-    return out.tolist()
-
-
-def _json_ready(matrix: np.ndarray) -> np.ndarray:
-    """int64 if every value is whole (compact JSON), else float32 (the wire type)."""
-    return matrix.astype(np.int64) if _integral(matrix).all() else matrix.astype(np.float32)
-
-
-def _dense_csv(M: np.ndarray) -> bytes:
-    n, d = M.shape
-    strings = _number_strings(M.ravel())
-    return "".join(",".join(strings[i * d : (i + 1) * d]) + "\n" for i in range(n)).encode()
-
-
-def _sparse_csv(X: sp.csr_matrix) -> bytes:
-    strings, keys, ptr = _number_strings(X.data), X.indices.tolist(), X.indptr.tolist()
-    template, lines = ["0"] * X.shape[1], []
-    for i in range(X.shape[0]):
-        row = template.copy()
-        for j in range(ptr[i], ptr[i + 1]):
-            row[keys[j]] = strings[j]
-        lines.append(",".join(row) + "\n")
-    return "".join(lines).encode()
-
-
-def _csv_matrix(text: str, n_features: int) -> np.ndarray:
-    """Numeric CSV (no header, blank lines skipped) as a float32 (n, n_features) array."""
-    lines = list(split_lines(text, keep_blank=False))
-    if not lines:
-        raise BadRequest("the CSV body has no rows")
-    try:
-        M = np.loadtxt(
-            io.StringIO("\n".join(line for _, line in lines)),
-            delimiter=",",
-            quotechar='"',
-            comments=None,
-            dtype=np.float32,
-            ndmin=2,
-        )
-    except ValueError:
-        M = None
-    if M is None or M.shape[1] != n_features:
-        for number, line in lines:  # find the culprit for a message that does not echo it
-            fields = line.split(",")
-            if len(fields) != n_features:
-                raise UnprocessableEntity(
-                    f"CSV line {number} has {len(fields)} values; expected {n_features}"
-                )
-            try:
-                [float(f.strip().strip('"')) for f in fields]
-            except ValueError:
-                raise BadRequest(f"CSV line {number} holds a value that is not a number") from None
-        raise BadRequest("malformed CSV body")
-    if not np.isfinite(M).all():
-        raise UnprocessableEntity("the CSV body holds NaN or infinite values")
-    return M
-
-
-# --- JSON instances ----------------------------------------------------------------------------
-
-
-def _describe(doc: Any) -> str:
-    if isinstance(doc, dict):
-        return "an object with keys " + ", ".join(repr(str(k)[:40]) for k in list(doc)[:5])
-    return type_name(doc)
-
-
-def _vector(value: Any, what: str, kinds: str = "iuf") -> np.ndarray:
-    if not isinstance(value, list):
-        raise BadRequest(f"{what} must be an array of numbers, not {type_name(value)}")
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError, OverflowError):
-        raise BadRequest(f"{what} must be an array of numbers") from None
-    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in kinds):
-        raise BadRequest(f"{what} must be an array of {'integers' if kinds == 'iu' else 'numbers'}")
-    return arr
-
-
-def _instance(inst: Any, what: str, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(values, keys or None) of one request instance, in any of NTM's JSON forms."""
-    if not isinstance(inst, dict):
-        raise BadRequest(f"{what}: expected an object, not {type_name(inst)}")
-    if "features" in inst:
-        values, keys = _vector(inst["features"], f"{what} features"), None
-    elif isinstance(inst.get("data"), dict) and isinstance(inst["data"].get("features"), dict):
-        tensor = inst["data"]["features"]
-        values = _vector(tensor.get("values"), f"{what} data.features.values")
-        keys = _vector(tensor["keys"], f"{what} keys", "iu") if "keys" in tensor else None
-        shape = tensor.get("shape")
-        if shape is not None and shape != [n_features]:
-            raise UnprocessableEntity(f"{what}: shape must be [{n_features}]")
-    else:
-        hint = NTM_OUTPUT_HINT if "topic_weights" in inst else ""
-        raise UnprocessableEntity(
-            f'{what}: expected {{"features": [...]}} or {{"data": {{"features": {{...}}}}}}, '
-            f"not {_describe(inst)}{hint}"
-        )
-    if keys is None and values.size != n_features:
-        raise UnprocessableEntity(f"{what} has {values.size} features; expected {n_features}")
-    if keys is not None:
-        if keys.size != values.size:
-            raise UnprocessableEntity(f"{what} has {keys.size} keys and {values.size} values")
-        if keys.size and (keys.min() < 0 or keys.max() >= n_features):
-            raise UnprocessableEntity(f"{what} has a key outside 0..{n_features - 1}")
-    if not np.isfinite(values.astype(np.float64)).all():
-        raise UnprocessableEntity(f"{what} holds a non-finite value")
-    return values, keys
-
-
-def _json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
-    text = utf8_text(body)
-    if media.type == JSON:
-        doc = load_json(text)
-        if not isinstance(doc, dict) or "instances" not in doc:
-            hint = NTM_OUTPUT_HINT if isinstance(doc, dict) and "predictions" in doc else ""
-            raise UnprocessableEntity(
-                f'expected {{"instances": [...]}}, not {_describe(doc)}{hint}'
-            )
-        if not isinstance(doc["instances"], list):
-            raise BadRequest(f'"instances" must be an array, not {type_name(doc["instances"])}')
-        rows = [
-            _instance(x, f"instance {i}", n_features)
-            for i, x in enumerate(doc["instances"], start=1)
-        ]
-    else:
-        rows = [_instance(x, f"line {i}", n_features) for i, x in iter_json_lines(text)]
-    if not rows:
-        raise BadRequest("the request holds no instances")
-    return recordio.csr_from_rows(rows, n_features, np.float32)
-
-
-def _decode_features(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
-    if not body:
-        raise BadRequest("the request body is empty")
-    if media.type == RECORDIO:
-        try:
-            M = recordio.decode_matrix(body, n_cols=n_features)
-        except UnprocessableEntity as exc:
-            hint = NTM_OUTPUT_HINT if "topic_weights" in exc.message else ""
-            raise UnprocessableEntity(exc.message + hint) from None
-        if M.shape[0] == 0:
-            raise BadRequest("the request holds no records")
-        return M.astype(np.float32)
-    if media.type == TEXT_CSV:
-        return _csv_matrix(utf8_text(body), n_features)
-    return _json_rows(body, media, n_features)
-
-
 # --- NTM ---------------------------------------------------------------------------------------
 
 
@@ -238,15 +69,15 @@ def encode_ntm_input(X: sp.csr_matrix | sp.csr_array, media: MediaType) -> bytes
     if media.type == RECORDIO:
         return recordio.encode_sparse_rows(X)
     if media.type == TEXT_CSV:
-        return _sparse_csv(X)
+        return vectors.sparse_csv(X)
     if media.flag("sparse"):
-        n_cols, data = X.shape[1], _json_ready(X.data)
+        n_cols, data = X.shape[1], vectors.json_ready(X.data)
         instances = [
             {"data": {"features": {"keys": X.indices[a:b], "shape": [n_cols], "values": data[a:b]}}}
             for a, b in zip(X.indptr[:-1], X.indptr[1:], strict=True)
         ]
     else:
-        instances = [{"features": row} for row in _json_ready(X.toarray())]
+        instances = [{"features": row} for row in vectors.json_ready(X.toarray())]
     if media.type == JSON:
         return orjson.dumps({"instances": instances}, option=_NUMPY)
     return b"".join(orjson.dumps(inst, option=_NUMPY) + b"\n" for inst in instances)
@@ -255,7 +86,7 @@ def encode_ntm_input(X: sp.csr_matrix | sp.csr_array, media: MediaType) -> bytes
 def decode_ntm_input(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
     """Any NTM request format of contract §4 as a float32 CSR matrix of width ``n_features``."""
     _check_type(media, NTM_INPUT_TYPES, UnsupportedMediaType, "an NTM request type")
-    return sp.csr_matrix(_decode_features(body, media, n_features), dtype=np.float32)
+    return sp.csr_matrix(vectors.decode_features(body, media, n_features), dtype=np.float32)
 
 
 def encode_ntm_output(W: np.ndarray, media: MediaType) -> bytes:
@@ -287,7 +118,8 @@ def _predictions(body: bytes, media: MediaType) -> list[tuple[str, dict]]:
     if media.type == JSON:
         doc = load_json(utf8_text(body))
         if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), list):
-            raise UnprocessableEntity(f'expected {{"predictions": [...]}}, not {_describe(doc)}')
+            raise UnprocessableEntity(
+                f'expected {{"predictions": [...]}}, not {vectors.describe(doc)}')
         items = [(f"prediction {i}", p) for i, p in enumerate(doc["predictions"], start=1)]
     else:
         items = [(f"line {i}", p) for i, p in iter_json_lines(utf8_text(body))]
@@ -311,7 +143,7 @@ def decode_ntm_output(body: bytes, media: MediaType, n_topics: int | None) -> np
     for what, p in _predictions(body, media):
         if "topic_weights" not in p:
             raise UnprocessableEntity(f'{what} has no "topic_weights"')
-        rows.append((what, _vector(p["topic_weights"], f"{what} topic_weights")))
+        rows.append((what, vectors.vector(p["topic_weights"], f"{what} topic_weights")))
     return _stack(rows, n_topics)
 
 
@@ -327,7 +159,7 @@ def encode_knn_input(M: np.ndarray, media: MediaType) -> bytes:
     if media.type == RECORDIO:
         return recordio.encode_dense_rows(M)
     if media.type == TEXT_CSV:
-        return _dense_csv(M)
+        return vectors.dense_csv(M)
     if media.type == JSON:
         return orjson.dumps({"instances": [{"features": m} for m in M]}, option=_NUMPY)
     return b"".join(orjson.dumps({"features": m}, option=_NUMPY) + b"\n" for m in M)
@@ -338,7 +170,7 @@ def decode_knn_input(body: bytes, media: MediaType, n_features: int) -> np.ndarr
     _check_type(media, KNN_INPUT_TYPES, UnsupportedMediaType, "a k-NN request type")
     if media.type == TEXT_CSV and (media.param("label_size") or "0").strip() != "0":
         raise UnprocessableEntity("k-NN inference reads text/csv with label_size=0 only")
-    M = _decode_features(body, media, n_features)
+    M = vectors.decode_features(body, media, n_features)
     return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float32)
 
 
@@ -373,7 +205,7 @@ def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarra
     lab64, dist64 = lab.astype(np.float64).ravel(), dist.astype(np.float64).ravel()
     if lab64.size != dist64.size:
         raise UnprocessableEntity(f"{what} has {lab64.size} labels but {dist64.size} distances")
-    if not (_integral(lab64).all() and np.isfinite(dist64).all()):
+    if not (vectors.integral(lab64).all() and np.isfinite(dist64).all()):
         raise UnprocessableEntity(f"{what} has a non-integer label or a non-finite distance")
     return lab64.astype(np.int64), dist64
 
@@ -397,6 +229,6 @@ def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, n
     for what, p in _predictions(body, media):
         if "labels" not in p or "distances" not in p:
             raise UnprocessableEntity(f"{what}: {NOT_VERBOSE}")
-        lab = _vector(p["labels"], f"{what} labels")
-        out.append(_neighbours(lab, _vector(p["distances"], f"{what} distances"), what))
+        lab = vectors.vector(p["labels"], f"{what} labels")
+        out.append(_neighbours(lab, vectors.vector(p["distances"], f"{what} distances"), what))
     return out
