@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from serving import logs
 from serving.artifact import Model
-from serving.config import Settings
+from serving.config import Settings, SettingsError
 from serving.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
 from serving.mediatypes import MediaType, content_type_for, negotiate, parse_content_type
 from serving.stages import Options, Stage, build
@@ -58,6 +58,13 @@ class Server:
         self.settings = settings
         self.stage: Stage = build(model, settings)
         self.default_accept = settings.default_accept or self.stage.natural_output
+        try:  # a default this stage cannot write is a deployment error: fail at start-up
+            negotiate(None, self.stage.output_types, self.default_accept)
+        except ServingError as exc:
+            raise SettingsError(
+                f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} is not a "
+                f"type stage {self.stage.name} writes ({', '.join(self.stage.output_types)})"
+            ) from exc
         self.ready = False
 
     def warm_up(self) -> None:

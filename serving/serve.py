@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level)
     try:
         application = load_application(settings)
-    except ModelLoadError as exc:
+    except (ModelLoadError, SettingsError) as exc:
         log.error("cannot serve: %s", exc)
         return 3
     ModelServer(settings, application).run()

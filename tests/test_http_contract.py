@@ -237,3 +237,16 @@ def test_inference_id_is_echoed(servers) -> None:
     error = servers["classify"].post(b"", "text/plain",
                                      **{"X-Amzn-SageMaker-Inference-Id": "abc-124"})
     assert error.json()["request_id"] == "abc-124"
+
+
+def test_a_default_accept_the_stage_cannot_write_fails_at_start(tiny_model_dir: Path) -> None:
+    from serving.app import Server
+    from serving.config import Settings, SettingsError
+
+    settings = Settings.from_env({"SERVING_STAGE": "recommend",
+                                  "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    with pytest.raises(SettingsError, match="SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='text/csv'"):
+        Server(Model.load(tiny_model_dir), settings)
+    verbose = Settings.from_env({"SERVING_STAGE": "classify",
+                                 "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"})
+    assert Server(Model.load(tiny_model_dir), verbose).default_accept == "application/jsonlines"
