@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -122,6 +123,26 @@ def real_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def real_model_dir(real_trained: tuple[Path, Path]) -> Path:
     return real_trained[0]
+
+
+def docker_or_skip(timeout: int = 120) -> Any:
+    """A docker SDK client for a daemon that answers, or skip the test with the reason."""
+    try:
+        import docker
+    except ImportError:
+        pytest.skip("the docker Python SDK is not installed (pip install -e '.[dev]')")
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # no socket, daemon down, no permission
+        pytest.skip(f"no Docker daemon answers ({exc}); start it: bash scripts/start_dockerd.sh")
+    return client
+
+
+def remove_labelled(client: Any, label: str, value: str) -> None:
+    """Remove every container a test session labelled ``label=value`` (left by failures)."""
+    for container in client.containers.list(all=True, filters={"label": f"{label}={value}"}):
+        container.remove(force=True)
 
 
 def free_port() -> int:

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import docker_or_skip, remove_labelled
+
 IMAGE = os.environ.get("SM_TEST_IMAGE", "sm-text-pipeline:latest")
 SESSION_LABEL = "sm-text-pipeline.test-session"
 SESSION_ID = uuid.uuid4().hex[:12]
@@ -36,21 +38,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
-    try:
-        import docker
-    except ImportError:
-        pytest.skip("the docker Python SDK is not installed (pip install -e '.[dev]')")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # no socket, daemon down, no permission
-        pytest.skip(f"no Docker daemon answers ({exc}); start it: bash scripts/start_dockerd.sh")
+    client = docker_or_skip()
     yield client
     # Whatever a failed test left behind (fixtures below remove their own first).
-    for container in client.containers.list(
-        all=True, filters={"label": f"{SESSION_LABEL}={SESSION_ID}"}
-    ):
-        container.remove(force=True)
+    remove_labelled(client, SESSION_LABEL, SESSION_ID)
     client.close()
 
 

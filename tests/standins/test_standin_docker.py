@@ -18,6 +18,7 @@ from standin_helpers import NUM_TOPICS, planted_counts
 
 from serving import formats
 from serving.mediatypes import parse_media_type
+from tests.conftest import docker_or_skip, remove_labelled
 
 pytestmark = pytest.mark.docker
 IMAGES = {role: f"sm-text-pipeline-{role}-standin:latest" for role in ("ntm", "knn")}
@@ -27,23 +28,16 @@ RUN_ID = uuid.uuid4().hex[:12]
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    try:
-        import docker
-    except ImportError:
-        pytest.skip("the docker Python SDK is not installed (pip install -e '.[dev]')")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:  # no socket, daemon down, no permission
-        pytest.skip(f"no Docker daemon answers ({exc}); start it: bash scripts/start_dockerd.sh")
+    import docker
+
+    client = docker_or_skip()
     for image in IMAGES.values():
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
             pytest.skip(f"{image} is not built (bash scripts/build_standins.sh)")
     yield client
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}={RUN_ID}"}):
-        container.remove(force=True)
+    remove_labelled(client, LABEL, RUN_ID)
     client.close()
 
 
