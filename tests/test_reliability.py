@@ -23,6 +23,15 @@ def workers_of(pid: int) -> set[int]:
     return {int(p) for p in path.read_text().split()} if path.exists() else set()
 
 
+def wait_for_workers(pid: int, count: int, seconds: float = 15) -> set[int]:
+    """The master's worker PIDs once there are ``count`` of them (the first worker can answer
+    /ping before gunicorn has forked the others)."""
+    deadline = time.monotonic() + seconds
+    while len(workers := workers_of(pid)) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return workers
+
+
 def pss_kb(pid: int) -> int:
     total = 0
     for p in (pid, *workers_of(pid)):
@@ -58,7 +67,7 @@ class Load(threading.Thread):
 def test_sigkilled_worker_is_replaced(tiny_model_dir: Path) -> None:
     server = start_server(tiny_model_dir, workers=2)
     try:
-        before = workers_of(server.process.pid)
+        before = wait_for_workers(server.process.pid, 2)
         assert len(before) == 2
         loads = [Load(server.url, 20) for _ in range(2)]
         for load in loads:
@@ -109,6 +118,7 @@ def test_sigterm_drains_and_exits_quickly(tiny_model_dir: Path) -> None:
 def test_soak_60s_no_errors_flat_memory(tiny_model_dir: Path) -> None:
     server = start_server(tiny_model_dir, workers=2)
     try:
+        assert len(wait_for_workers(server.process.pid, 2)) == 2
         loads = [Load(server.url, 60) for _ in range(2)]
         for load in loads:
             load.start()
