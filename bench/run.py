@@ -57,6 +57,42 @@ def model_time(model_dir: Path, texts: list[str]) -> dict[str, Any]:
     }
 
 
+def codec_times() -> dict[str, Any]:
+    """Wire-format costs for 1,000 documents (best of 5): RecordIO-protobuf encode/decode of
+    2,000-word counts, NTM CSV round trip, classifier output encoding."""
+    import scipy.sparse as sp
+
+    from serving import formats, recordio
+    from serving.codecs import encode_classify
+    from serving.mediatypes import MediaType
+
+    def best_ms(fn: Any) -> float:
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - started)
+        return round(min(runs) * 1e3, 2)
+
+    X = sp.random(1000, 2000, density=0.05, format="csr", random_state=0, dtype=np.float32)
+    X.data = np.ceil(X.data * 7)
+    data = recordio.encode_sparse_rows(X)
+    csv = MediaType("text/csv")
+    body = formats.encode_ntm_input(X, csv)
+    probs = np.random.default_rng(0).dirichlet(np.ones(20), 1000)
+    idx = np.argsort(-probs, axis=1)[:, :3]
+    top = np.take_along_axis(probs, idx, axis=1)
+    names = [f"class.{i}" for i in range(20)]
+    return {
+        "recordio_encode_1000x2000_ms": best_ms(lambda: recordio.encode_sparse_rows(X)),
+        "recordio_decode_1000x2000_ms": best_ms(lambda: recordio.decode_matrix(data, n_cols=2000)),
+        "ntm_csv_encode_ms": best_ms(lambda: formats.encode_ntm_input(X, csv)),
+        "ntm_csv_decode_ms": best_ms(lambda: formats.decode_ntm_input(body, csv, 2000)),
+        "classify_json_encode_1000_ms": best_ms(
+            lambda: encode_classify(names, idx, top, MediaType("application/json"))),
+    }
+
+
 def median_doc(texts: list[str]) -> str:
     """The test document of median length: the "one typical document" of the targets."""
     return sorted(texts, key=len)[len(texts) // 2]
@@ -176,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "accuracy": metrics["accuracy"],
                                    "macro_f1": metrics["macro_f1"]}
     results["model"] = model_time(args.model_dir, texts)
+    results["codecs"] = codec_times()
     proc, port = start_server(args.model_dir, workers=2)
     container = None
     try:

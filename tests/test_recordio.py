@@ -8,7 +8,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +39,6 @@ def counts(n_rows: int, n_cols: int, density: float, seed: int = 0) -> sp.csr_ma
     X = sp.random(n_rows, n_cols, density=density, format="csr", random_state=seed)
     X.data = np.ceil(X.data * 7).astype(np.float32)
     return sp.csr_matrix(X, dtype=np.float32)
-
-
-def best_of(n: int, fn) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 class ShortReads(io.RawIOBase):
@@ -312,10 +302,3 @@ def test_shape_errors_are_422() -> None:
 
 
 # --- speed -------------------------------------------------------------------------------------
-
-
-def test_sparse_encode_and_decode_are_fast() -> None:
-    X = counts(1000, 2000, 0.05)
-    data = recordio.encode_sparse_rows(X)
-    assert best_of(5, lambda: recordio.encode_sparse_rows(X)) < 0.05
-    assert best_of(5, lambda: recordio.decode_matrix(data, n_cols=2000)) < 0.05
