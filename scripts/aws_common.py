@@ -59,16 +59,6 @@ class ScriptError(Exception):
         self.exit_code = exit_code
 
 
-def doc_parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser whose description and epilog are a script's module docstring."""
-    lines = (doc or "").strip().splitlines()
-    return argparse.ArgumentParser(
-        description=lines[0] if lines else None,
-        epilog="\n".join(lines[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def log(message: str) -> None:
     """Progress and diagnostics go to stderr; results go to stdout."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

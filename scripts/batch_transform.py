@@ -29,8 +29,14 @@ if __package__ in (None, ""):
 
 from scripts import containers
 from scripts.aws_cli import make_parser, require_image, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri, wait_for
-from scripts.sm_resources import check_name, describe_or_none, ensure_model, model_definition
+from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri
+from scripts.sm_resources import (
+    check_name,
+    ensure_model,
+    model_definition,
+    start_transform_job,
+    wait_transform_job,
+)
 
 STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
 
@@ -106,23 +112,10 @@ def handler(args: argparse.Namespace) -> int:
     model = resolve_model(aws, args)
     job = args.job_name or f"{model[:44]}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_name(job, "transform job", 63)
-    sm = aws.client("sagemaker")
-    if describe_or_none(sm.describe_transform_job, TransformJobName=job):
-        log(f"transform job {job} exists: not starting it again")
-    else:
-        sm.create_transform_job(**job_request(args, model, job))
-        aws.note(f"started transform job {job}")
+    start_transform_job(aws, job_request(args, model, job))
     emit("TRANSFORM_JOB_NAME", job)
     if not args.no_wait:
-        wait_for(
-            aws,
-            f"transform job {job}",
-            lambda: sm.describe_transform_job(TransformJobName=job),
-            status_key="TransformJobStatus",
-            done=["Completed"],
-            failed=["Failed", "Stopped"],
-            poll=30,
-        )
+        wait_transform_job(aws, job)
     emit("OUTPUT_S3", args.output)
     return 0
 

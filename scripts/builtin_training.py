@@ -31,8 +31,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import local_training, ntm_topics
-from scripts.aws_cli import common_parent, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, doc_parser, emit, log, parse_s3_uri, wait_for
+from scripts.aws_cli import common_parent, make_parser, resolve_role, run_main
+from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri, wait_for
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import describe_or_none
 
@@ -167,7 +167,7 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = doc_parser(__doc__)
+    parser = make_parser(__doc__, with_common=False)
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False, parents=[common_parent()])
     g = common.add_argument_group("jobs")

@@ -27,8 +27,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import autoscaling, containers
-from scripts.aws_cli import common_parent, require_image, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, doc_parser, emit, parse_s3_uri
+from scripts.aws_cli import common_parent, make_parser, require_image, resolve_role, run_main
+from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import (
     check_name,
@@ -187,7 +187,7 @@ def delete(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = doc_parser(__doc__)
+    parser = make_parser(__doc__, with_common=False)
     sub = parser.add_subparsers(dest="command", required=True)
     common = common_parent()
 

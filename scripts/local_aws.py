@@ -41,7 +41,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.aws_common import doc_parser
+from scripts.aws_cli import make_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO_ROOT / ".work" / "local_aws"
@@ -291,7 +291,7 @@ def env_vars(state: dict[str, Any]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = doc_parser(__doc__)
+    parser = make_parser(__doc__, with_common=False)
     parser.add_argument("command", choices=["start", "stop", "status", "env"])
     parser.add_argument(
         "--work-dir",

@@ -38,7 +38,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts import local_chain
-from scripts.aws_common import doc_parser
+from scripts.aws_cli import make_parser
 from scripts.local_deploy import Deployer, runtime_id, say
 from scripts.local_endpoints import ApiError, Endpoints
 
@@ -169,7 +169,7 @@ def start_component(work: Path, port: int, state: dict[str, Any], timeout: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = doc_parser(__doc__)
+    parser = make_parser(__doc__, with_common=False)
     parser.add_argument("command", choices=["serve"], help="run in the foreground")
     parser.add_argument("--work-dir", type=Path, required=True, help="local_aws.py's work dir")
     parser.add_argument("--port", type=int, required=True)

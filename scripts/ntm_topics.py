@@ -21,9 +21,15 @@ from botocore.exceptions import ClientError
 
 from scripts import knn_data
 from scripts.aws_cli import resolve_role
-from scripts.aws_common import Aws, ScriptError, emit, is_not_found, log, parse_s3_uri, wait_for
+from scripts.aws_common import Aws, ScriptError, emit, is_not_found, log, parse_s3_uri
 from scripts.builtin_images import image_uri
-from scripts.sm_resources import describe_or_none, ensure_model, model_definition
+from scripts.sm_resources import (
+    describe_or_none,
+    ensure_model,
+    model_definition,
+    start_transform_job,
+    wait_transform_job,
+)
 
 RECORDIO = "application/x-recordio-protobuf"
 
@@ -63,36 +69,24 @@ def topics(aws: Aws, args: argparse.Namespace, ntm_job: str) -> dict[str, Any]:
     model = ensure_model(aws, "sm-text-ntm", model_definition(role, [box], None))
     job = args.transform_job_name or f"sm-text-ntm-topics-{stamp()}"
     out = f"{args.output.rstrip('/')}/topics/{job}/"
-    if describe_or_none(sm.describe_transform_job, TransformJobName=job):
-        log(f"transform job {job} exists: not starting it again")
-    else:
-        sm.create_transform_job(
-            TransformJobName=job,
-            ModelName=model,
-            BatchStrategy="MultiRecord",
-            MaxPayloadInMB=6,
-            TransformInput={
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": args.train}},
-                "ContentType": RECORDIO,
-                "SplitType": "RecordIO",
-            },
-            TransformOutput={
-                "S3OutputPath": out,
-                "Accept": "application/jsonlines",
-                "AssembleWith": "Line",
-            },
-            TransformResources={"InstanceType": args.transform_instance_type, "InstanceCount": 1},
-        )
-        aws.note(f"started transform job {job}")
-    wait_for(
-        aws,
-        f"transform job {job}",
-        lambda: sm.describe_transform_job(TransformJobName=job),
-        status_key="TransformJobStatus",
-        done=["Completed"],
-        failed=["Failed", "Stopped"],
-        poll=30,
-    )
+    start_transform_job(aws, dict(
+        TransformJobName=job,
+        ModelName=model,
+        BatchStrategy="MultiRecord",
+        MaxPayloadInMB=6,
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": args.train}},
+            "ContentType": RECORDIO,
+            "SplitType": "RecordIO",
+        },
+        TransformOutput={
+            "S3OutputPath": out,
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
+        TransformResources={"InstanceType": args.transform_instance_type, "InstanceCount": 1},
+    ))
+    wait_transform_job(aws, job)
     knn_train = f"{args.output.rstrip('/')}/knn-train/{job}/"
     if aws.dry_run:
         log(f"[dry-run] would turn {out}*.out into {knn_train}train.csv")

@@ -20,7 +20,15 @@ if __package__ in (None, ""):
 from botocore.exceptions import ClientError
 
 from scripts.autoscaling import restore_scaling, suspend_scaling
-from scripts.aws_common import Aws, ScriptError, is_not_found, short_hash, wait_for, wait_gone
+from scripts.aws_common import (
+    Aws,
+    ScriptError,
+    is_not_found,
+    log,
+    short_hash,
+    wait_for,
+    wait_gone,
+)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
@@ -41,6 +49,33 @@ def describe_or_none(call: Callable[..., dict[str, Any]], **params: Any) -> dict
         if is_not_found(exc):
             return None
         raise
+
+
+def start_transform_job(aws: Aws, request: dict[str, Any]) -> str:
+    """Start the transform job ``request`` names, unless it exists (it is then waited for,
+    not started again); its name."""
+    sm = aws.client("sagemaker")
+    job = str(request["TransformJobName"])
+    if describe_or_none(sm.describe_transform_job, TransformJobName=job):
+        log(f"transform job {job} exists: not starting it again")
+    else:
+        sm.create_transform_job(**request)
+        aws.note(f"started transform job {job}")
+    return job
+
+
+def wait_transform_job(aws: Aws, job: str) -> None:
+    """Wait with progress until the job is Completed; its FailureReason otherwise."""
+    sm = aws.client("sagemaker")
+    wait_for(
+        aws,
+        f"transform job {job}",
+        lambda: sm.describe_transform_job(TransformJobName=job),
+        status_key="TransformJobStatus",
+        done=["Completed"],
+        failed=["Failed", "Stopped"],
+        poll=30,
+    )
 
 
 def model_definition(
