@@ -23,10 +23,6 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def entry(self, index: int) -> dict[str, object]:
-        return {"index": index, "id": self.ids[index], "title": self.titles[index],
-                "newsgroup": self.newsgroups[index]}
-
     def valid(self, indices: np.ndarray) -> np.ndarray:
         """Mask of indices that name a catalog document."""
         return (indices >= 0) & (indices < len(self.ids))

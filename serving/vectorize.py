@@ -62,15 +62,6 @@ class TermVectorizer:
         letters only can be analysed without re-joining and re-matching (:meth:`word_indices`)."""
         return self.token_pattern == DEFAULT_TOKEN_PATTERN
 
-    def analyze(self, doc: str) -> list[str]:
-        """Tokens and n-grams of one document, exactly as scikit-learn's word analyzer."""
-        tokens = self._tokens(doc)
-        low, high = self.ngram_range
-        grams = list(tokens) if low == 1 else []
-        for n in range(max(low, 2), min(high, len(tokens)) + 1):
-            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-        return grams
-
     def _tokens(self, doc: str) -> list[str]:
         if self.lowercase:
             doc = doc.lower()
