@@ -14,33 +14,16 @@
 ARG BASE_IMAGE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
-# NLTK data, laid out as NLTK reads it (<NLTK_DATA>/corpora/<corpus>/). WordNet 3.0 from
-# Debian's wordnet-base and wordnet-sense-index; Debian has no `lexnames` (WordNet's fixed table
-# of its 45 lexicographer files), which comes from the repository, as does NLTK's English stop
-# word list (used when a model is trained with stopwords=nltk, e.g. the tutorial preset).
+# NLTK data, laid out as NLTK reads it (<NLTK_DATA>/corpora/<corpus>/): WordNet 3.0 from Debian,
+# NLTK's English stop words; requirements/nltk/install.sh is the one recipe (the host's
+# scripts/setup.sh runs it too).
 FROM ${BASE_IMAGE} AS nltk-data
 # (Build stages carry this label so scripts/build_image.sh can prune their stale results.)
 LABEL sm-text-pipeline.stage=nltk-data
 ARG DEBIAN_FRONTEND=noninteractive
 COPY requirements/nltk/ /tmp/nltk/
-RUN set -eu; \
-    mkdir /tmp/debs; cd /tmp/debs; chown _apt /tmp/debs; \
-    apt-get update -qq; \
-    apt-get download -qq wordnet-base wordnet-sense-index; \
-    for deb in ./*.deb; do dpkg-deb -x "$deb" /tmp/root; done; \
-    src=/tmp/root/usr/share/wordnet; dst=/nltk_data/corpora/wordnet; mkdir -p "$dst"; \
-    for f in adj.exc adv.exc noun.exc verb.exc cntlist.rev index.sense \
-             data.adj data.adv data.noun data.verb index.adj index.adv index.noun index.verb; do \
-        cp "$src/$f" "$dst/$f"; \
-    done; \
-    cp /tmp/root/usr/share/doc/wordnet-base/copyright "$dst/LICENSE"; \
-    cp /tmp/nltk/wordnet/lexnames "$dst/lexnames"; \
-    test "$(wc -l < "$dst/lexnames")" -eq 45; \
-    head -n 30 "$dst/data.adj" | grep -q 'WordNet 3.0 Copyright'; \
-    mkdir -p /nltk_data/corpora/stopwords; \
-    cp /tmp/nltk/stopwords/english /tmp/nltk/stopwords/README /nltk_data/corpora/stopwords/; \
-    chmod -R u=rwX,go=rX /nltk_data; \
-    rm -rf /var/lib/apt/lists/* /tmp/debs /tmp/root /tmp/nltk
+RUN apt-get update -qq && sh /tmp/nltk/install.sh /nltk_data \
+    && rm -rf /var/lib/apt/lists/* /tmp/nltk
 
 # ---------------------------------------------------------------------------------------------
 # Locked third-party dependencies in /opt/venv, from the wheels in the build context only.

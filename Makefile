@@ -1,54 +1,64 @@
 # sm-text-pipeline: every target is safe to run on a fresh machine of this kind.
+# `make help` lists the targets (the `## ` comments below).
 SHELL := /bin/bash
 PYTHON ?= python3
 SHARED ?= ../shared
 DATA ?= $(SHARED)/data/20news-bydate.tar.gz
-export NLTK_DATA ?= $(abspath $(SHARED)/nltk_data)
 WORK ?= .work
 MODEL_DIR ?= $(WORK)/model
 OUTPUT_DIR ?= $(WORK)/output
 IMAGE ?= sm-text-pipeline:latest
 PORT ?= 8080
 
-.PHONY: help setup lint test test-fast train image run bench demo clean
+.PHONY: help setup lint test test-fast train image run stop demo bench clean
 
-help:
-	@echo "make run    - set up, train on 20news, build the image, serve it, classify a sample"
-	@echo "make test   - set up and run every test (unit, data, HTTP, container, AWS-emulated)"
-	@echo "make bench  - run the benchmarks; results in bench/results/"
-	@echo "make image  - build the Docker image"
-	@echo "make train  - train the model into $(MODEL_DIR)"
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo "variables: DATA=$(DATA) MODEL_DIR=$(MODEL_DIR) IMAGE=$(IMAGE) PORT=$(PORT)"
 
-setup:
+setup: ## install what the project needs (Debian packages, NLTK data, the project, dockerd)
 	bash scripts/setup.sh
 
 LINT_PATHS = serving standins scripts tests bench
 
-lint:
+lint: ## ruff over the code and the tests
 	$(PYTHON) -m ruff check $(LINT_PATHS)
 
-test-fast:
+test-fast: ## the tests that need neither Docker nor the AWS emulation
 	$(PYTHON) -m pytest -m "not docker and not aws and not slow" -q
 
-test: setup
+test: setup ## set up, lint, build the images, run every test (what CI runs)
 	$(PYTHON) -m ruff check $(LINT_PATHS)
 	bash scripts/build_image.sh
 	bash scripts/build_standins.sh
 	$(PYTHON) -m pytest -q
 
-$(MODEL_DIR)/manifest.json:
-	$(PYTHON) -m serving.train --data $(DATA) --model-dir $(MODEL_DIR) --output-data-dir $(OUTPUT_DIR)
+# The model is rebuilt when DATA names other data than the model was trained on: the data's
+# path is recorded in $(WORK)/data.path, rewritten only when it changes.
+DATA_STAMP := $(WORK)/data.path
+$(shell mkdir -p $(WORK); [ "$$(cat $(DATA_STAMP) 2>/dev/null)" = "$(DATA)" ] \
+	|| printf '%s' "$(DATA)" > $(DATA_STAMP))
 
-train: $(MODEL_DIR)/manifest.json
+$(MODEL_DIR)/manifest.json: $(DATA_STAMP)
+	$(PYTHON) -m serving.train --data $(DATA) --model-dir $(MODEL_DIR) \
+		--output-data-dir $(OUTPUT_DIR)
 
-image:
+train: setup $(MODEL_DIR)/manifest.json ## train into MODEL_DIR (again when DATA changes)
+
+image: ## build the Docker image (IMAGE)
 	bash scripts/build_image.sh
 
-run: setup train image
+run: setup train image ## set up, train, build, serve on 127.0.0.1:PORT, classify a sample
 	bash scripts/run_local.sh $(abspath $(MODEL_DIR)) $(IMAGE) $(PORT)
 
-bench: setup train
+stop: ## stop every container that `make run` or scripts/run_local.sh started
+	bash scripts/run_local.sh --stop
+
+demo: ## the whole recommendation pipeline offline (moto, registry, local SageMaker)
+	bash scripts/local_demo.sh
+
+bench: setup train ## benchmarks; results in bench/results/
 	$(PYTHON) -m bench.run --model-dir $(MODEL_DIR) --data $(DATA)
 
-clean:
+clean: stop ## remove build and training outputs
 	rm -rf $(WORK) build dist *.egg-info

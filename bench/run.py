@@ -7,7 +7,6 @@ Every load test is bounded in count and time and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ import numpy as np
 import orjson
 
 from bench import loadgen
+from serving.cli import Parser
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -186,7 +186,7 @@ def interleaved_p50(ports: dict[str, int], body: bytes, rounds: int = 10) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser = Parser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--data", required=True)
     parser.add_argument("--image", default=os.environ.get("IMAGE", "sm-text-pipeline:latest"))

@@ -33,6 +33,7 @@ from scripts.aws_common import (
     ScriptError,
     is_not_found,
 )
+from serving.cli import Parser
 
 NO_ROLE = "no SageMaker execution role: pass --role ARN|NAME or set SAGEMAKER_ROLE_ARN"
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|<account-id>):role/[\w+=,.@/-]+$")
@@ -84,10 +85,9 @@ def common_parent() -> argparse.ArgumentParser:
 
 def make_parser(doc: str | None, with_common: bool = True) -> argparse.ArgumentParser:
     lines = (doc or "").strip().splitlines()
-    return argparse.ArgumentParser(
+    return Parser(
         description=lines[0] if lines else None,
         epilog="\n".join(lines[1:]).strip() or None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common_parent()] if with_common else [],
     )
 

@@ -20,6 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.aws_common import ScriptError, dns_suffix
+from serving.cli import Parser
 
 NTM_REGISTRIES: dict[str, str] = {
     "af-south-1": "455444449433",
@@ -108,9 +109,8 @@ def image_uri(algorithm: str, region: str, version: str = "1") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(description="Print built-in NTM / k-NN image URIs.")
+    parser = Parser(description="Print built-in NTM / k-NN image URIs.")
     parser.add_argument("algorithm", nargs="*", metavar="ntm|knn", help="default: both")
     parser.add_argument("--region", help="one region (default: every region in the table)")
     args = parser.parse_args(argv)

@@ -2,6 +2,8 @@
 # Serve a trained model with the image, as SageMaker would, and classify a sample document.
 #
 #   bash scripts/run_local.sh MODEL_DIR [IMAGE] [PORT]
+#   bash scripts/run_local.sh --stop        (what `make stop` runs: stops every container
+#                                            this script started, on any port)
 #
 # Runs `docker run -d IMAGE serve` with MODEL_DIR mounted read-only at /opt/ml/model and the
 # server published on 127.0.0.1:PORT only; waits for GET /ping (printing how long the first 200
@@ -17,7 +19,17 @@ usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0";
 log() { printf '[run_local] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-case ${1:-} in -h | --help) usage; exit 0 ;; "") usage >&2; exit 2 ;; esac
+LABEL=sm-text-pipeline.run-local
+case ${1:-} in
+  -h | --help) usage; exit 0 ;;
+  "") usage >&2; exit 2 ;;
+  --stop)
+    ids=$(docker ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+    if [[ -z $ids ]]; then log "no container of run_local.sh is running"; exit 0; fi
+    # shellcheck disable=SC2086
+    docker rm -f $ids >/dev/null && log "stopped $(wc -w <<<"$ids") container(s)"
+    exit 0 ;;
+esac
 MODEL_DIR=$1
 IMAGE=${2:-sm-text-pipeline:latest}
 PORT=${3:-8080}
@@ -46,7 +58,7 @@ env_args=(-e "SERVING_STAGE=$STAGE")
   && env_args+=(-e "SAGEMAKER_MODEL_SERVER_WORKERS=$SAGEMAKER_MODEL_SERVER_WORKERS")
 
 log "starting $IMAGE serve (stage $STAGE) on http://127.0.0.1:$PORT, model $MODEL_DIR"
-docker run -d --name "$NAME" \
+docker run -d --name "$NAME" --label "$LABEL=1" \
   -v "$MODEL_DIR:/opt/ml/model:ro" \
   -p "127.0.0.1:$PORT:8080" \
   "${env_args[@]}" \
@@ -107,5 +119,5 @@ fi
 cat >&2 <<EOF
 [run_local] $NAME is serving on http://127.0.0.1:$PORT. Try:
   curl -s -H 'Content-Type: text/plain' --data-binary @some_message.txt http://127.0.0.1:$PORT/invocations
-[run_local] logs: docker logs -f $NAME    stop: docker stop $NAME && docker rm $NAME
+[run_local] logs: docker logs -f $NAME    stop: make stop (or docker rm -f $NAME)
 EOF

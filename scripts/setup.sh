@@ -27,5 +27,17 @@ if ! python3 -c "import serving, pytest, moto, boto3, docker" 2>/dev/null \
   mkdir -p .work && touch .work/.installed
 fi
 
+# NLTK's data where NLTK looks by default (no NLTK_DATA needed), from the same recipe as the
+# image: Debian's WordNet 3.0 and the stop-word list in requirements/nltk.
+NLTK_HOME=/usr/local/share/nltk_data
+if [[ ! -f $NLTK_HOME/corpora/wordnet/lexnames || ! -f $NLTK_HOME/corpora/stopwords/english ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "need root to install NLTK data into $NLTK_HOME (or set NLTK_DATA)"; exit 1
+  fi
+  log "installing NLTK data (WordNet 3.0 from Debian, stop words) into $NLTK_HOME"
+  apt-get update -qq
+  sh requirements/nltk/install.sh "$NLTK_HOME"
+fi
+
 bash scripts/start_dockerd.sh
 log "ready"

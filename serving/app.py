@@ -18,7 +18,13 @@ from werkzeug.exceptions import HTTPException
 from serving import logs
 from serving.artifact import Model
 from serving.config import Settings, SettingsError
-from serving.errors import BadRequest, PayloadTooLarge, ServingError, UnsupportedMediaType
+from serving.errors import (
+    BadRequest,
+    ModelLoadError,
+    PayloadTooLarge,
+    ServingError,
+    UnsupportedMediaType,
+)
 from serving.mediatypes import MediaType, content_type_for, negotiate, parse_content_type
 from serving.stages import Options, Stage, build
 
@@ -170,6 +176,9 @@ def create_app(server: Server) -> Flask:
 
 
 def load_server(settings: Settings) -> Server:
-    server = Server(Model.load(settings.model_dir), settings)
-    server.warm_up()
+    try:
+        server = Server(Model.load(settings.model_dir), settings)
+        server.warm_up()
+    except LookupError as exc:  # NLTK data the stage needs (WordNet) is not installed
+        raise ModelLoadError(str(exc)) from None
     return server

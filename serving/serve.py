@@ -15,7 +15,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "NUMEXPR_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import argparse  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -25,6 +24,7 @@ from typing import Any  # noqa: E402
 from gunicorn.app.base import BaseApplication  # noqa: E402
 
 from serving import logs  # noqa: E402
+from serving.cli import Parser  # noqa: E402
 from serving.config import STAGES, Settings, SettingsError  # noqa: E402
 from serving.errors import ModelLoadError  # noqa: E402
 
@@ -91,8 +91,7 @@ def load_application(settings: Settings) -> Any:
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> Settings:
-    parser = argparse.ArgumentParser(prog="python -m serving.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m serving.serve", description=__doc__)
     parser.add_argument("--model-dir", help=f"default {settings.model_dir}")
     parser.add_argument("--port", type=int, help=f"default {settings.port}")
     parser.add_argument("--host", help=f"default {settings.host}")

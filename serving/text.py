@@ -55,8 +55,9 @@ def nltk_stopwords() -> frozenset[str]:
         return frozenset(stopwords.words("english"))
     except LookupError as exc:
         raise LookupError(
-            "NLTK's 'stopwords' corpus was not found. Set NLTK_DATA to a directory holding "
-            "corpora/stopwords(.zip) (e.g. ../shared/nltk_data), or run "
+            "NLTK's 'stopwords' corpus was not found: run 'bash scripts/setup.sh' (installs it "
+            "into /usr/local/share/nltk_data), set NLTK_DATA to a directory holding "
+            "corpora/stopwords(.zip), or run "
             "python -m nltk.downloader stopwords where the internet is reachable."
         ) from exc
 
@@ -91,7 +92,8 @@ def _wordnet() -> Any:
             root = nltk.data.find("corpora/wordnet.zip/wordnet/")
         except LookupError as exc:
             raise LookupError(
-                "NLTK's WordNet corpus was not found. Set NLTK_DATA to a directory holding "
+                "NLTK's WordNet corpus was not found: run 'bash scripts/setup.sh' (installs it "
+                "into /usr/local/share/nltk_data) or set NLTK_DATA to a directory holding "
                 "corpora/wordnet(.zip); in the image it comes from Debian's wordnet-base."
             ) from exc
     import warnings

@@ -13,7 +13,6 @@ report to ``/opt/ml/output/data``; on failure ``/opt/ml/output/failure`` and exi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from serving import artifact, data, evaluate, shards
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
+from serving.cli import Parser
 from serving.featurizer import NtmFeaturizer
 from serving.hyperparameters import HyperparameterError, Hyperparameters, parse
 from serving.transformers import TextCleaner
@@ -174,8 +174,7 @@ def sagemaker_hyperparameters(root: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m serving.train", description=__doc__)
     parser.add_argument("--data", help="20news .tar.gz, folder, CSV/JSONL, or "
                         f"{data.FETCH_SPEC} (default: SageMaker's train channel)")
     parser.add_argument("--test", help="a separate test split (folder or CSV/JSONL)")

@@ -9,7 +9,6 @@ so no fold sees its held-out documents' document frequencies.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import time
@@ -21,6 +20,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 
 from serving import data
+from serving.cli import Parser
 from serving.hyperparameters import parse
 from serving.train import make_cleaner, make_tfidf
 
@@ -40,7 +40,7 @@ ROUNDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.tune", description=__doc__)
+    parser = Parser(prog="python -m serving.tune", description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--round", choices=sorted(ROUNDS), default="2")

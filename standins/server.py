@@ -19,7 +19,6 @@ STANDIN_LOG_LEVEL (info).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -33,6 +32,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from serving import formats
+from serving.cli import Parser
 from serving.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -198,10 +198,9 @@ def _post_fork(server: Any, worker: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m standins",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=("serve", "train"))
     parser.add_argument("--role", default=os.environ.get("STANDIN_ROLE", ""), help="ntm | knn")

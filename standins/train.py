@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from serving import shards
+from serving.cli import Parser
 from standins import knn, topics
 from standins.knn import KnnIndex
 from standins.topics import NtmModel
@@ -162,10 +163,9 @@ def run_ntm(args: argparse.Namespace, out: Path) -> tuple[NtmModel, np.ndarray, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m standins.train",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=("all", "ntm", "knn"))
     parser.add_argument("--out", required=True, help="output directory")
