@@ -187,3 +187,31 @@ class FrontEnd:
             return None
         return orjson.dumps({"time": stamp, "level": entry["level"], "logger": "nginx",
                              "message": entry["message"]}) + b"\n"
+
+
+def check(settings: Settings) -> str:
+    """``nginx -t`` on the configuration these settings generate (the image build runs it)."""
+    workdir = Path(tempfile.mkdtemp(prefix="sm-nginx-check-"))
+    try:
+        if os.geteuid() == 0:
+            workdir.chmod(0o711)
+        config = workdir / "nginx.conf"
+        config.write_text(nginx_conf.render(settings, workdir, workdir / "model-server.sock"))
+        result = subprocess.run(
+            [nginx_binary(), "-t", "-q", "-e", "stderr", "-p", f"{workdir}/", "-c", str(config)],
+            capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise FrontEndError(f"nginx -t failed: {result.stderr.strip()}")
+        return f"nginx configuration OK ({nginx_binary()})"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        print(check(Settings.from_env()))
+    except (FrontEndError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
