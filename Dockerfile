@@ -96,8 +96,8 @@ ENV VIRTUAL_ENV=/opt/venv \
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends nginx >/dev/null \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log \
-        /etc/nginx/sites-enabled/* /var/www/html \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt/* \
+        /var/log/dpkg.log /etc/nginx/sites-enabled/* /var/www/html \
     && nginx -v
 # An unprivileged account for `docker run --user 1000:1000` (SageMaker itself runs as root).
 RUN groupadd --gid 1000 app \

@@ -124,6 +124,9 @@ class FrontEnd:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+            # nginx's own session: a worker orphaned by a killed master goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             if self._relay is not None:
                 self._relay.join(1)
         self.cleanup()

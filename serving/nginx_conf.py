@@ -97,6 +97,7 @@ def _error_locations(settings: Settings) -> tuple[list[str], list[str]]:
         locations.append(
             f"        location = {ERROR_PREFIX}{status} {{\n"
             f"            internal;\n"
+            f"            client_max_body_size 0;\n"  # else a 413 page would be a 413 again
             f"            default_type application/json;\n"
             f"            add_header X-Request-Id $sm_request_id always;\n"
             f"            return {status} '{body}';\n"
@@ -164,9 +165,10 @@ http {{
         default $request_id;
     }}
     # One JSON line per request nginx answers itself (the app logs the ones it answers).
-    map $upstream_status $sm_log {{
-        "" 1;
-        "~^50[24]" 1;
+    # ($upstream_header_time is "-" when gunicorn sent no answer: nginx's own 502/504.)
+    map "$upstream_status|$upstream_header_time" $sm_log {{
+        "~^\\|" 1;
+        "~\\|-$" 1;
         default 0;
     }}
     map $status $sm_level {{

@@ -104,8 +104,9 @@ class SupervisingArbiter(Arbiter):  # type: ignore[misc]
         if front_end is not None and not front_end.stopping:
             code = front_end.exited()
             if code is not None:
-                raise HaltServer(f"nginx (the front end) exited with code {code}; stopping "
-                                 "rather than running without it", FRONT_END_EXITED)
+                how = f" with code {code}" if code else ""  # 0: another waitpid took it
+                raise HaltServer(f"nginx (the front end) exited{how}; stopping rather than "
+                                 "running without it", FRONT_END_EXITED)
         super().manage_workers()
 
     def stop(self, graceful: bool = True) -> None:
