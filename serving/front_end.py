@@ -109,6 +109,12 @@ class FrontEnd:
         self.stopping = True
         self._signal(signal.SIGQUIT)
 
+    def terminate(self) -> None:
+        """Quick stop (nginx's SIGTERM)."""
+        if os.getpid() == self._owner:
+            self.stopping = True
+            self._signal(signal.SIGTERM)
+
     def stop(self, deadline: float) -> None:
         """Wait for nginx until ``deadline`` (time.monotonic()), then end it; clean up."""
         if os.getpid() != self._owner:  # a forked gunicorn worker on its way out
@@ -150,13 +156,19 @@ class FrontEnd:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                out = self._format(line, threshold)
-                if out:
-                    os.write(2, out)
+                self._emit(line, threshold)
         if pending:
-            out = self._format(pending, threshold)
+            self._emit(pending, threshold)
+
+    def _emit(self, line: bytes, threshold: int) -> None:
+        """One line out; never raises (a dead relay would leave nginx blocked on its stderr)."""
+        try:
+            out = self._format(line, threshold)
             if out:
                 os.write(2, out)
+        except Exception:  # keep draining whatever happens
+            with contextlib.suppress(OSError):
+                os.write(2, b'{"level":"ERROR","logger":"nginx","message":"unreadable log line"}\n')
 
     def _format(self, line: bytes, threshold: int) -> bytes | None:
         line = line.strip()

@@ -112,8 +112,10 @@ class SupervisingArbiter(Arbiter):  # type: ignore[misc]
     def stop(self, graceful: bool = True) -> None:
         started = time.monotonic()
         front_end = self.front_end
-        if front_end is not None:
+        if front_end is not None and graceful:
             front_end.quit()  # stop accepting; answer what is in flight
+        elif front_end is not None:
+            front_end.terminate()  # SIGINT/SIGQUIT: quick shutdown
         super().stop(graceful)  # workers finish their requests within graceful_timeout
         if front_end is not None:
             front_end.stop(started + self.cfg.graceful_timeout + 1)
