@@ -113,7 +113,9 @@ def render(settings: Settings, workdir: Path, upstream: Path) -> str:
     """The whole nginx.conf. Paths nginx writes (pid, temporary bodies) are under ``workdir``;
     it logs to stderr only."""
     worker_connections, rlimit = connections()
-    level = {"DEBUG": "info", "INFO": "info", "WARNING": "warn", "ERROR": "error",
+    # nginx's info level has a line per closed connection: only for DEBUG. What clients do
+    # wrong is in the JSON line of each request nginx answers itself.
+    level = {"DEBUG": "info", "INFO": "warn", "WARNING": "warn", "ERROR": "error",
              "CRITICAL": "crit"}[settings.log_level]
     codes = {status: code for status, (code, _) in error_messages(settings).items()}
     codes[499] = "client_closed_request"
