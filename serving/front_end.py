@@ -92,7 +92,8 @@ class FrontEnd:
                 self._relay.join(2)
                 raise FrontEndError(
                     f"nginx could not start on {nginx_conf.listen_address(self.settings)}: "
-                    + ("; ".join(self.recent) or f"exit code {self.process.returncode}"))
+                    + ("; ".join(dict.fromkeys(self.recent))
+                       or f"exit code {self.process.returncode}"))
             if time.monotonic() > deadline:
                 self.process.kill()
                 raise FrontEndError(f"nginx did not start within {timeout:.0f} s")

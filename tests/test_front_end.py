@@ -374,6 +374,21 @@ def test_bad_overrides_exit_2_with_one_line(args: list[str], expected: str) -> N
     assert len(lines) == 1 and lines[0].startswith("configuration error:") and expected in lines[0]
 
 
+def test_port_in_use_stops_start_up(tiny_model_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "SM_MODEL_DIR": str(tiny_model_dir), "SERVING_HOST": "127.0.0.1",
+               "SAGEMAKER_BIND_TO_PORT": str(taken.getsockname()[1]),
+               "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SERVING_LOG_LEVEL": "WARNING"}
+        result = subprocess.run([sys.executable, "-m", "serving.serve"], capture_output=True,
+                                text=True, timeout=60, env=env)
+    assert result.returncode == 3
+    final = orjson.loads(result.stderr.strip().splitlines()[-1])
+    assert final["message"].startswith("cannot serve: nginx could not start")
+    assert "Address already in use" in final["message"]
+
+
 def test_missing_nginx_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(front_end.shutil, "which", lambda name: None)
     monkeypatch.setattr(front_end, "NGINX_CANDIDATES", ())
