@@ -2,7 +2,8 @@
 #
 # Build with `bash scripts/build_image.sh` (what `make image` runs): it downloads the locked wheels
 # into ./wheels on the host first, then picks the base. Nothing in this file reaches a Python
-# index; apt reaches Debian's archive (WordNet) in a throw-away stage only.
+# index; apt reaches Debian's archive for WordNet (in a throw-away stage) and for nginx (the
+# buffering front end, in the runtime stage).
 #
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv support. Either the public
 # python image (default; pulled from ECR Public, which CodeBuild reaches without Docker Hub's rate
@@ -72,6 +73,15 @@ ENV VIRTUAL_ENV=/opt/venv \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# nginx (Debian's package: the binary, its config files and iproute2) buffers every request in
+# front of gunicorn's sync workers. The configuration is generated at start-up into a temporary
+# directory (serving/nginx_conf.py); the package's own /etc/nginx files are not used.
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends nginx >/dev/null \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt/* \
+        /var/log/dpkg.log /etc/nginx/sites-enabled/* /var/www/html \
+    && nginx -v
 # An unprivileged account for `docker run --user 1000:1000` (SageMaker itself runs as root).
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/app --shell /usr/sbin/nologin app
@@ -87,6 +97,8 @@ RUN chmod 0755 /usr/local/bin/sm-entrypoint \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \
         python -c "import serving, sklearn; from nltk.stem import WordNetLemmatizer as L; assert L().lemmatize('geese') == 'goose'" \
     && sm-entrypoint --help >/dev/null \
+    && python -m serving.front_end \
+    && setpriv --reuid 1000 --regid 1000 --clear-groups python -m serving.front_end \
     && for tool in gcc cc c++ clang make; do ! command -v "$tool" >/dev/null || exit 1; done \
     && rm -rf /root/.cache /tmp/*
 

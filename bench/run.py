@@ -121,11 +121,15 @@ def start_server(model_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
 
 
 def pss_mb(root_pid: int) -> float:
-    """Proportional set size of a process and all its children, in MB."""
-    pids = [root_pid]
-    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
+    """Proportional set size of a process and all its descendants (gunicorn's workers, nginx's
+    master and worker), in MB."""
+    pids, queue = [], [root_pid]
+    while queue:
+        pid = queue.pop()
+        pids.append(pid)
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if children.exists():
+            queue += [int(p) for p in children.read_text().split()]
     total_kb = 0
     for pid in pids:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():

@@ -17,6 +17,7 @@ Commands:
              SAGEMAKER_MODEL_SERVER_WORKERS  gunicorn workers (default: CPU count)
              SAGEMAKER_MODEL_SERVER_TIMEOUT  request timeout in seconds (default 60)
              SERVING_STAGE                   classify | ntm-features | topics-to-knn | recommend
+             SERVING_FRONT_END               nginx (default: buffers requests) | none
   train    Train a model following SageMaker's training contract (python -m serving.train):
            reads /opt/ml/input/config/hyperparameters.json and the channels
            /opt/ml/input/data/train (and test), writes /opt/ml/model and /opt/ml/output/data;

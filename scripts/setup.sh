@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils wrk)
+# nginx: the buffering front end that `python -m serving.serve` starts in front of gunicorn
+# (SERVING_FRONT_END=nginx, the default), as in the image.
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils wrk nginx)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -16,9 +18,20 @@ if ((${#missing[@]})); then
     log "need root to install: ${missing[*]}"; exit 1
   fi
   log "installing ${missing[*]}"
+  # No service may start from these packages (nginx's would take port 80): the project's
+  # scripts start dockerd, the registry and nginx themselves. Debian's policy-rc.d convention.
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$guard"' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ -n $guard ]]; then rm -f "$guard"; trap - EXIT; fi
 fi
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] \
+  || { log "nginx is missing: the server's front end (apt-get install nginx)"; exit 1; }
 
 if ! python3 -c "import serving, pytest, moto, boto3, docker" 2>/dev/null \
    || [[ pyproject.toml -nt .work/.installed ]]; then

@@ -46,13 +46,22 @@ def _error(status: int, code: str, message: str, request_id: str) -> Response:
 
 
 def _read_body(limit: int) -> bytes:
-    """The request body, refusing anything over ``limit`` bytes before reading it all."""
+    """The request body, refusing anything over ``limit`` bytes before reading it all, and a
+    body cut short (fewer bytes than its Content-Length, a broken chunked encoding): nginx
+    refuses both before the app sees them; without it (SERVING_FRONT_END=none) this does."""
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    body = request.stream.read(limit + 1)
+    try:
+        body = request.stream.read(limit + 1)
+    except Exception as exc:  # gunicorn's chunk errors, a reset connection: the client's fault
+        raise BadRequest(f"the body could not be read ({type(exc).__name__}): a malformed "
+                         "chunked encoding, or the client left") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    if length is not None and len(body) < length:
+        raise BadRequest(f"the body ended after {len(body)} of the {length} bytes its "
+                         "Content-Length announced (client abort); nothing was scored")
     return body
 
 

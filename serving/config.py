@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 STAGES = ("classify", "ntm-features", "topics-to-knn", "recommend")
@@ -34,23 +34,43 @@ ENV_LOG_LEVEL = "SERVING_LOG_LEVEL"
 ENV_GRACEFUL = "SERVING_GRACEFUL_TIMEOUT"
 ENV_KEEPALIVE = "SERVING_KEEPALIVE"
 ENV_HOST = "SERVING_HOST"
+ENV_FRONT_END = "SERVING_FRONT_END"
+ENV_CLIENT_TIMEOUT = "SERVING_CLIENT_TIMEOUT"
+
+FRONT_ENDS = ("nginx", "none")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Allowed range of every integer setting, and the variable that sets it (named in errors).
+# ``Settings.__post_init__`` checks these on every construction: ``from_env`` and ``replace``
+# (command-line overrides) go through the same validator.
+LIMITS: dict[str, tuple[int, int, str]] = {
+    "port": (1, 65535, ENV_PORT),
+    "workers": (1, 64, ENV_WORKERS),
+    "timeout": (1, 3600, ENV_TIMEOUT),
+    "graceful_timeout": (1, 28, ENV_GRACEFUL),
+    "keepalive": (0, 300, ENV_KEEPALIVE),
+    "client_timeout": (1, 300, ENV_CLIENT_TIMEOUT),
+    "max_request_bytes": (1024, 100 * 1024 * 1024, ENV_MAX_BODY),
+    "max_payload_mb": (1, 100, ENV_MAX_PAYLOAD_MB),
+    "max_records": (1, 10_000_000, ENV_MAX_RECORDS),
+    "max_doc_chars": (1, 10**8, ENV_MAX_DOC_CHARS),
+    "top_k": (1, 1000, ENV_TOP_K),
+}
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the server cannot use."""
 
 
-def _int(env: Mapping[str, str], *names: str, default: int, low: int, high: int) -> int:
+def _int(env: Mapping[str, str], *names: str, default: int) -> int:
+    """The first of ``names`` that is set, as an int (its range is checked by ``Settings``)."""
     for name in names:
         raw = env.get(name, "").strip()
         if raw:
             try:
-                value = int(raw)
+                return int(raw)
             except ValueError:
                 raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{name}={value} is outside {low}..{high}")
-            return value
     return default
 
 
@@ -80,7 +100,10 @@ def _port_range(raw: str) -> tuple[int, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Server settings. Build with :meth:`from_env`; override fields with :meth:`replace`."""
+    """Server settings. Build with :meth:`from_env`; override fields with :meth:`replace`.
+
+    Every construction is validated (``__post_init__``), so an override from the command line
+    meets the same checks as the environment variable it replaces."""
 
     stage: str = "classify"
     model_dir: str = "/opt/ml/model"
@@ -100,51 +123,61 @@ class Settings:
     num_topics: int | None = None
     batch: bool = False
     log_level: str = "INFO"
+    front_end: str = "nginx"
+    client_timeout: int = 10
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise SettingsError(f"{ENV_STAGE}={self.stage!r}; expected one of {', '.join(STAGES)}")
+        if self.front_end not in FRONT_ENDS:
+            raise SettingsError(
+                f"{ENV_FRONT_END}={self.front_end!r}; expected one of {', '.join(FRONT_ENDS)}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"{ENV_LOG_LEVEL}={self.log_level!r} is not a logging level")
+        for name, (low, high, env_name) in LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SettingsError(f"{name} ({env_name}) must be a whole number, not {value!r}")
+            if not low <= value <= high:
+                raise SettingsError(f"{name} ({env_name}) = {value} is outside {low}..{high}")
+        if self.num_topics is not None and not 1 <= self.num_topics <= 10_000:
+            raise SettingsError(f"{ENV_NUM_TOPICS}={self.num_topics} is outside 1..10000")
+        if not self.host:
+            raise SettingsError(f"{ENV_HOST} is empty")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        stage = env.get(ENV_STAGE, "classify").strip() or "classify"
-        if stage not in STAGES:
-            raise SettingsError(f"{ENV_STAGE}={stage!r}; expected one of {', '.join(STAGES)}")
-        payload_mb = _int(env, ENV_MAX_PAYLOAD_MB, default=6, low=1, high=100)
+        payload_mb = _int(env, ENV_MAX_PAYLOAD_MB, default=6)
         # A batch job sends up to MaxPayloadInMB per request; a real-time endpoint 6 MB.
         default_body = max(6 * 1024 * 1024, payload_mb * 1024 * 1024)
-        log_level = env.get(ENV_LOG_LEVEL, "INFO").strip().upper() or "INFO"
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise SettingsError(f"{ENV_LOG_LEVEL}={log_level!r} is not a logging level")
-        num_topics = _int(env, ENV_NUM_TOPICS, default=0, low=0, high=10_000)
         return cls(
-            stage=stage,
+            stage=env.get(ENV_STAGE, "").strip() or "classify",
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
             host=env.get(ENV_HOST, "").strip() or "0.0.0.0",
-            port=_int(env, ENV_PORT, default=8080, low=1, high=65535),
+            port=_int(env, ENV_PORT, default=8080),
             safe_port_range=_port_range(env.get(ENV_SAFE_PORT_RANGE, "")),
-            workers=_int(
-                env, ENV_WORKERS, ENV_WORKERS_LEGACY, default=os.cpu_count() or 1, low=1, high=64
-            ),
-            timeout=_int(env, ENV_TIMEOUT, ENV_TIMEOUT_LEGACY, default=60, low=1, high=3600),
-            graceful_timeout=_int(env, ENV_GRACEFUL, default=20, low=1, high=28),
-            keepalive=_int(env, ENV_KEEPALIVE, default=5, low=0, high=300),
+            workers=_int(env, ENV_WORKERS, ENV_WORKERS_LEGACY, default=os.cpu_count() or 1),
+            timeout=_int(env, ENV_TIMEOUT, ENV_TIMEOUT_LEGACY, default=60),
+            graceful_timeout=_int(env, ENV_GRACEFUL, default=20),
+            keepalive=_int(env, ENV_KEEPALIVE, default=5),
             default_accept=env.get(ENV_DEFAULT_ACCEPT, "").strip(),
-            max_request_bytes=_int(
-                env, ENV_MAX_BODY, default=default_body, low=1024, high=100 * 1024 * 1024
-            ),
+            max_request_bytes=_int(env, ENV_MAX_BODY, default=default_body),
             max_payload_mb=payload_mb,
-            max_records=_int(env, ENV_MAX_RECORDS, default=10_000, low=1, high=10_000_000),
-            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=100_000, low=1, high=10**8),
-            top_k=_int(env, ENV_TOP_K, default=3, low=1, high=1000),
-            num_topics=num_topics or None,
+            max_records=_int(env, ENV_MAX_RECORDS, default=10_000),
+            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=100_000),
+            top_k=_int(env, ENV_TOP_K, default=3),
+            num_topics=_int(env, ENV_NUM_TOPICS, default=0) or None,
             batch=_bool(env, ENV_BATCH, False),
-            log_level=log_level,
+            log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
+            front_end=env.get(ENV_FRONT_END, "").strip().lower() or "nginx",
+            client_timeout=_int(env, ENV_CLIENT_TIMEOUT, default=10),
         )
 
     def replace(self, **changes: Any) -> Settings:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        unknown = set(changes) - set(values)
+        """A copy with ``changes`` applied, validated like :meth:`from_env`."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
-        values.update(changes)
-        if values["stage"] not in STAGES:
-            raise SettingsError(f"stage {values['stage']!r}; expected one of {', '.join(STAGES)}")
-        return Settings(**values)
+        return replace(self, **changes)

@@ -1,9 +1,15 @@
-"""Run the model server: gunicorn, model loaded and warmed up once before the workers fork.
+"""Run the model server: nginx in front of gunicorn; the model loaded and warmed up once in
+the gunicorn master before the workers fork.
 
     python -m serving.serve [--model-dir DIR] [--port N] [--workers W] [--stage S]
 
 The container's ``serve`` runs exactly this with no flags: every setting then comes from the
-environment (see ``serving.config``). Flags override the environment for local development.
+environment (see ``serving.config``). Flags override the environment for local development and
+are validated like it.
+
+Process tree: the gunicorn master (this process) -> its sync workers (on a unix socket) and
+nginx (``serving.front_end``, listening on the port). ``SERVING_FRONT_END=none`` serves without
+nginx: gunicorn listens on the port itself.
 """
 
 from __future__ import annotations
@@ -22,28 +28,43 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from gunicorn.app.base import BaseApplication  # noqa: E402
+from gunicorn.arbiter import Arbiter  # noqa: E402
+from gunicorn.errors import HaltServer  # noqa: E402
 
 from serving import logs  # noqa: E402
 from serving.cli import Parser  # noqa: E402
 from serving.config import STAGES, Settings, SettingsError  # noqa: E402
 from serving.errors import ModelLoadError  # noqa: E402
+from serving.front_end import FrontEnd, FrontEndError  # noqa: E402
+from serving.workers import JsonErrorWorker  # noqa: E402
 
 log = logging.getLogger("serving.serve")
 
 
-def gunicorn_options(settings: Settings) -> dict[str, Any]:
+# Exit code when the front end dies under a running server.
+FRONT_END_EXITED = 4
+
+
+def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None) -> dict[str, Any]:
+    if front_end is not None:
+        # Behind nginx, which enforces the header limits (8 KB lines, 32 KB in all): gunicorn
+        # must not refuse what nginx accepted.
+        bind, limits = f"unix:{front_end.socket}", (0, 32768, 0)
+    else:
+        bind, limits = f"{settings.host}:{settings.port}", (8190, 100, 8190)
     return {
-        "bind": [f"{settings.host}:{settings.port}"],
+        "bind": [bind],
         "workers": settings.workers,
-        "worker_class": "sync",
+        "worker_class": JsonErrorWorker,
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": settings.keepalive,
         "preload_app": True,
         "backlog": 2048,
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
+        "limit_request_line": limits[0],
+        "limit_request_fields": limits[1],
+        "limit_request_field_size": limits[2],
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
@@ -60,21 +81,68 @@ def _post_fork(server: Any, worker: Any) -> None:
     threadpool_limits(1)
 
 
+class SupervisingArbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, also starting, watching and stopping the nginx front end."""
+
+    front_end: FrontEnd | None = None
+
+    def start(self) -> None:
+        super().start()  # binds the unix socket
+        if self.front_end is not None:
+            self.front_end.start()
+            settings = self.app.settings
+            self.log.info("nginx listening on %s:%s, in front of %s", settings.host,
+                          settings.port, self.front_end.socket)
+
+    def handle_chld(self) -> None:
+        if self.front_end is not None:
+            self.front_end.exited()  # reap nginx by its pid before gunicorn's waitpid(-1)
+        super().handle_chld()
+
+    def manage_workers(self) -> None:
+        front_end = self.front_end
+        if front_end is not None and not front_end.stopping:
+            code = front_end.exited()
+            if code is not None:
+                how = f" with code {code}" if code else ""  # 0: another waitpid took it
+                raise HaltServer(f"nginx (the front end) exited{how}; stopping rather than "
+                                 "running without it", FRONT_END_EXITED)
+        super().manage_workers()
+
+    def stop(self, graceful: bool = True) -> None:
+        started = time.monotonic()
+        front_end = self.front_end
+        if front_end is not None and graceful:
+            front_end.quit()  # stop accepting; answer what is in flight
+        elif front_end is not None:
+            front_end.terminate()  # SIGINT/SIGQUIT: quick shutdown
+        super().stop(graceful)  # workers finish their requests within graceful_timeout
+        if front_end is not None:
+            front_end.stop(started + self.cfg.graceful_timeout + 1)
+
+
 class ModelServer(BaseApplication):  # type: ignore[misc]
     """gunicorn application whose WSGI app is built (model loaded, warmed up) in the master."""
 
-    def __init__(self, settings: Settings, application: Any) -> None:
+    def __init__(self, settings: Settings, application: Any,
+                 front_end: FrontEnd | None = None) -> None:
         self.settings = settings
         self.application = application
+        self.front_end = front_end
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in gunicorn_options(self.settings).items():
+        for key, value in gunicorn_options(self.settings, self.front_end).items():
             if value is not None:
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
         return self.application
+
+    def run(self) -> None:
+        arbiter = SupervisingArbiter(self)
+        arbiter.front_end = self.front_end
+        arbiter.run()
 
 
 def load_application(settings: Settings) -> Any:
@@ -109,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    front_end = None
     try:
+        if settings.front_end == "nginx":
+            front_end = FrontEnd(settings)
         application = load_application(settings)
-    except (ModelLoadError, SettingsError) as exc:
+        ModelServer(settings, application, front_end).run()
+    except (ModelLoadError, SettingsError, FrontEndError) as exc:
         log.error("cannot serve: %s", exc)
         return 3
-    ModelServer(settings, application).run()
+    finally:
+        if front_end is not None:
+            front_end.stop(time.monotonic())  # the server has stopped (or never started)
     return 0
 
 

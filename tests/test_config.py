@@ -43,3 +43,24 @@ def test_replace_validates() -> None:
         s.replace(stage="x")
     with pytest.raises(TypeError):
         s.replace(colour="red")
+
+
+@pytest.mark.parametrize("changes", [
+    {"workers": 0}, {"port": 0}, {"port": 99999}, {"timeout": 0}, {"graceful_timeout": 29},
+    {"front_end": "apache"}, {"client_timeout": 0}, {"max_request_bytes": 10}, {"port": "80"},
+    {"log_level": "LOUD"}, {"num_topics": -1},
+])
+def test_replace_meets_the_same_validator_as_the_environment(changes) -> None:
+    """Command-line overrides go through dataclasses.replace and Settings.__post_init__."""
+    with pytest.raises(SettingsError):
+        Settings.from_env({}).replace(**changes)
+
+
+def test_front_end_settings() -> None:
+    assert (Settings.from_env({}).front_end, Settings.from_env({}).client_timeout) == ("nginx", 10)
+    s = Settings.from_env({"SERVING_FRONT_END": "none", "SERVING_CLIENT_TIMEOUT": "30"})
+    assert (s.front_end, s.client_timeout) == ("none", 30)
+    for env in ({"SERVING_FRONT_END": "haproxy"}, {"SERVING_CLIENT_TIMEOUT": "0"},
+                {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}):
+        with pytest.raises(SettingsError, match=next(iter(env))):
+            Settings.from_env(env)

@@ -19,8 +19,17 @@ DOC = "Subject: orbit\n\nThe shuttle launch reached orbit and NASA was happy wit
 
 
 def workers_of(pid: int) -> set[int]:
+    """The gunicorn master's worker PIDs (its other child is the nginx front end)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+    children = {int(p) for p in path.read_text().split()} if path.exists() else set()
+    return {child for child in children if _comm(child) != "nginx"}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def wait_for_workers(pid: int, count: int, seconds: float = 15) -> set[int]:
@@ -33,8 +42,13 @@ def wait_for_workers(pid: int, count: int, seconds: float = 15) -> set[int]:
 
 
 def pss_kb(pid: int) -> int:
+    """PSS of the master, its workers, and nginx (master and worker)."""
     total = 0
-    for p in (pid, *workers_of(pid)):
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(p) for p in path.read_text().split()] if path.exists() else []
+    nginx = [int(p) for c in children if _comm(c) == "nginx"
+             for p in Path(f"/proc/{c}/task/{c}/children").read_text().split()]
+    for p in (pid, *children, *nginx):
         for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 total += int(line.split()[1])

@@ -1,0 +1,83 @@
+"""gunicorn's sync worker, answering its own errors as the app does: JSON with a request id.
+
+gunicorn writes an HTML page for what it refuses itself (a malformed request line or header, a
+bad chunk, limits) and for a request its worker timeout interrupts (gunicorn
+workers/base.py ``handle_error``). This worker sends ``{"error", "message", "request_id"}``
+instead, logs client errors at INFO without a traceback, and a timed-out request at ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import orjson
+from gunicorn import util
+from gunicorn.http import errors
+from gunicorn.workers.sync import SyncWorker
+
+from serving import logs
+from serving.config import ENV_TIMEOUT
+
+access_log = logging.getLogger(logs.ACCESS)
+log = logging.getLogger("serving.workers")
+VALID_ID = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$")
+REASONS = {400: "Bad Request", 403: "Forbidden", 414: "URI Too Long", 417: "Expectation Failed",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 504: "Gateway Timeout"}
+
+# (status, code, message) for gunicorn's parse errors; any other ParseException is a 400.
+CLIENT_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
+    (errors.LimitRequestLine, 414, "uri_too_long", "the request line is too long"),
+    (errors.LimitRequestHeaders, 431, "request_header_fields_too_large",
+     "too many or too large header fields"),
+    (errors.UnsupportedTransferCoding, 501, "not_implemented", "unsupported Transfer-Encoding"),
+    (errors.ExpectationFailed, 417, "expectation_failed", "unsupported Expect header"),
+    (errors.ForbiddenProxyRequest, 403, "forbidden", "request forbidden"),
+    ((errors.InvalidChunkSize, errors.ChunkMissingTerminator, errors.InvalidChunkExtension),
+     400, "bad_request", "malformed chunked body"),  # type: ignore[list-item]
+]
+
+
+def request_id_of(req: Any) -> str:
+    for name, value in getattr(req, "headers", None) or ():
+        if name == "X-AMZN-SAGEMAKER-INFERENCE-ID" and VALID_ID.match(value):
+            return str(value)
+    return uuid.uuid4().hex
+
+
+def classify(exc: BaseException, timeout: int) -> tuple[int, str, str]:
+    if isinstance(exc, SystemExit):  # gunicorn's worker timeout aborts the request this way
+        return (504, "timeout", f"the request did not finish within the worker timeout "
+                f"({ENV_TIMEOUT}={timeout} s)")
+    if isinstance(exc, (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName,
+                        errors.ConfigurationProblem)) or not isinstance(exc, errors.ParseException):
+        return 500, "internal_error", "internal error"
+    for kinds, status, code, message in CLIENT_ERRORS:
+        if isinstance(exc, kinds):
+            return status, code, message
+    return 400, "bad_request", f"malformed request ({type(exc).__name__})"
+
+
+class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        status, code, message = classify(exc, self.cfg.timeout)
+        request_id = request_id_of(req)
+        if code == "internal_error":
+            log.error("request %s failed in gunicorn", request_id, exc_info=exc)
+            message = f"internal error; quote request id {request_id}"
+        elif code == "timeout":
+            log.error("request %s stopped by the worker timeout", request_id)
+            message += f"; quote request id {request_id}"
+        logs.log_request(access_log, {"request_id": request_id, "status": status,
+                                      "error": code, "source": "gunicorn"})
+        body = orjson.dumps({"error": code, "message": message, "request_id": request_id})
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"X-Request-Id: {request_id}\r\nConnection: close\r\n\r\n")
+        try:
+            util.write(client, head.encode("latin-1") + body)
+        except Exception:  # the client has gone
+            log.debug("could not send the %s answer of request %s", status, request_id)
