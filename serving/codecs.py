@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from serving import jsondoc
 from serving.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, TEXT_CSV, TEXT_PLAIN, MediaType
 
@@ -54,13 +55,11 @@ def utf8_text(body: bytes) -> str:
 
 
 def load_json(data: bytes | str, where: str = "the body") -> Any:
-    """orjson.loads with a BadRequest that gives the position, never the text."""
+    """Parse with the shared depth guard; BadRequest giving the position, never the text."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"malformed JSON in {where}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        return jsondoc.loads(data, where)
+    except jsondoc.JSONError as exc:
+        raise BadRequest(exc.message) from None
 
 
 def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:

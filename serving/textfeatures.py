@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from serving import jsondoc
 from serving.text import Cleaner
 from serving.vectorize import TermVectorizer
 
@@ -29,7 +30,7 @@ def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
 
 
 def load_cleaner(path: Path) -> Cleaner:
-    state = json.loads(path.read_text())
+    state = jsondoc.loads(path.read_bytes(), str(path))
     params = dict(state["params"])
     params["keep_headers"] = tuple(params["keep_headers"])
     cleaner = Cleaner(**params)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from serving import jsondoc
 from serving.termindex import TermIndex
 
 if TYPE_CHECKING:
@@ -161,7 +162,8 @@ class TermVectorizer:
 
     @classmethod
     def load(cls, directory: Path) -> TermVectorizer:
-        params: dict[str, Any] = json.loads((directory / "vectorizer.json").read_text())
+        params: dict[str, Any] = jsondoc.loads(
+            (directory / "vectorizer.json").read_bytes(), "vectorizer.json")
         ngram_range = (params["ngram_range"][0], params["ngram_range"][1])
         index = TermIndex.load(directory, ngram_range)
         terms = None
