@@ -28,6 +28,8 @@ ENV_MODEL_DIR = "SM_MODEL_DIR"
 ENV_MAX_BODY = "SERVING_MAX_REQUEST_BYTES"
 ENV_MAX_RECORDS = "SERVING_MAX_RECORDS"
 ENV_MAX_DOC_CHARS = "SERVING_MAX_DOC_CHARS"
+ENV_MAX_RESPONSE = "SERVING_MAX_RESPONSE_BYTES"
+ENV_MAX_VALUES = "SERVING_MAX_VALUES"
 ENV_TOP_K = "SERVING_TOP_K"
 ENV_NUM_TOPICS = "SERVING_NUM_TOPICS"
 ENV_LOG_LEVEL = "SERVING_LOG_LEVEL"
@@ -95,7 +97,9 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024
     max_payload_mb: int = 6
     max_records: int = 10_000
-    max_doc_chars: int = 100_000
+    max_doc_chars: int = 6 * 1024 * 1024
+    max_response_bytes: int = 6 * 1024 * 1024
+    max_values: int = 1 << 22
     top_k: int = 3
     num_topics: int | None = None
     batch: bool = False
@@ -114,6 +118,7 @@ class Settings:
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"{ENV_LOG_LEVEL}={log_level!r} is not a logging level")
         num_topics = _int(env, ENV_NUM_TOPICS, default=0, low=0, high=10_000)
+        max_body = _int(env, ENV_MAX_BODY, default=default_body, low=1024, high=100 * 1024 * 1024)
         return cls(
             stage=stage,
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
@@ -127,12 +132,18 @@ class Settings:
             graceful_timeout=_int(env, ENV_GRACEFUL, default=20, low=1, high=28),
             keepalive=_int(env, ENV_KEEPALIVE, default=5, low=0, high=300),
             default_accept=env.get(ENV_DEFAULT_ACCEPT, "").strip(),
-            max_request_bytes=_int(
-                env, ENV_MAX_BODY, default=default_body, low=1024, high=100 * 1024 * 1024
-            ),
+            max_request_bytes=max_body,
             max_payload_mb=payload_mb,
             max_records=_int(env, ENV_MAX_RECORDS, default=10_000, low=1, high=10_000_000),
-            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=100_000, low=1, high=10**8),
+            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=max_body, low=1, high=10**9),
+            # SageMaker's real-time response limit is 6 MB; a batch job's answer may be as
+            # large as its request.
+            max_response_bytes=_int(env, ENV_MAX_RESPONSE, default=max(6 * 1024 * 1024, max_body),
+                                    low=1024, high=1024 * 1024 * 1024),
+            # Numbers a request may expand to (sparse rows made dense): 16 MB as float32,
+            # more than any 6 MB body holds densely (2 bytes a number at best).
+            max_values=_int(env, ENV_MAX_VALUES, default=max(1 << 22, max_body // 2),
+                            low=1024, high=1 << 31),
             top_k=_int(env, ENV_TOP_K, default=3, low=1, high=1000),
             num_topics=num_topics or None,
             batch=_bool(env, ENV_BATCH, False),

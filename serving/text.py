@@ -125,16 +125,18 @@ def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
     head, sep, body = text.partition("\n\n")
     if not sep:
         head, body = text, ""
-    headers: list[tuple[str, str]] = []
+    # Each header's value as a list of parts, joined once at the end: appending to a string per
+    # continuation line would copy it every time (quadratic in a long folded header).
+    parts: list[tuple[str, list[str]]] = []
     for line in head.splitlines():
-        if line[:1] in (" ", "\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}")
+        if line[:1] in (" ", "\t") and parts:
+            parts[-1][1].append(line.strip())
         elif _HEADER_LINE.match(line):
             name, _, value = line.partition(":")
-            headers.append((name.strip().lower(), value.strip()))
+            parts.append((name.strip().lower(), [value.strip()]))
         else:  # not a header block after all
             return [], text
+    headers = [(name, " ".join(values)) for name, values in parts]
     if not any(name in KNOWN_HEADERS for name, _ in headers):
         return [], text  # "Question: why ..." is text, not a header
     return headers, body
