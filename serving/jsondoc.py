@@ -61,6 +61,8 @@ def _check_parser() -> None:
     except orjson.JSONDecodeError as exc:
         if _is_depth_error(exc):
             return
+    except Exception:
+        pass
     raise ImportError(
         f"orjson {orjson.__version__} does not limit JSON nesting to {MAX_DEPTH} levels; "
         "install the version pinned in pyproject.toml"
