@@ -59,7 +59,7 @@ def load_json(data: bytes | str, where: str = "the body") -> Any:
     try:
         return jsondoc.loads(data, where)
     except jsondoc.JSONError as exc:
-        raise BadRequest(exc.message) from None
+        raise (PayloadTooLarge if exc.too_large else BadRequest)(exc.message) from None
 
 
 def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
@@ -78,8 +78,17 @@ def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+def check_json_lines(text: str) -> None:
+    """The container budget over a whole JSON Lines body (each line is parsed on its own)."""
+    try:
+        jsondoc.check_containers(text, "the body")
+    except jsondoc.JSONError as exc:
+        raise PayloadTooLarge(exc.message) from None
+
+
 def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) per non-blank line."""
+    check_json_lines(text)
     for number, line in split_lines(text, keep_blank=False):
         yield number, load_json(line, f"line {number}")
 
@@ -190,6 +199,7 @@ def decode_texts(
     elif media.type == JSON:
         docs = _json_texts(text, max_records)
     else:
+        check_json_lines(text)
         docs = []
         for number, line in split_lines(text, keep_blank=lines_are_records):
             value = load_json(line, f"line {number}") if line.strip() else ""

@@ -129,16 +129,22 @@ def _stack(rows: list[tuple[str, np.ndarray]], n_cols: int | None) -> np.ndarray
     return vectors.as_float32(np.vstack([r for _, r in rows]), "the NTM response")
 
 
-def _predictions(body: bytes, media: MediaType) -> list[tuple[str, dict]]:
+def _predictions(
+    body: bytes, media: MediaType, max_records: int | None = None
+) -> list[tuple[str, dict]]:
     """(name for messages, object) of each prediction in a JSON or JSON Lines response."""
     if media.type == JSON:
         doc = load_json(utf8_text(body))
         if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), list):
             raise UnprocessableEntity(
                 f'expected {{"predictions": [...]}}, not {vectors.describe(doc)}')
+        recordio.check_record_count(len(doc["predictions"]), max_records)
         items = [(f"prediction {i}", p) for i, p in enumerate(doc["predictions"], start=1)]
     else:
-        items = [(f"line {i}", p) for i, p in iter_json_lines(utf8_text(body))]
+        items = []
+        for i, p in iter_json_lines(utf8_text(body)):
+            recordio.check_record_count(len(items) + 1, max_records)
+            items.append((f"line {i}", p))
     for what, p in items:
         if not isinstance(p, dict):
             raise UnprocessableEntity(f"{what}: expected an object, not {type_name(p)}")
@@ -146,7 +152,8 @@ def _predictions(body: bytes, media: MediaType) -> list[tuple[str, dict]]:
 
 
 def decode_ntm_output(
-    body: bytes, media: MediaType, n_topics: int | None, max_values: int = recordio.MAX_DENSE
+    body: bytes, media: MediaType, n_topics: int | None, max_values: int = recordio.MAX_DENSE,
+    max_records: int | None = None,
 ) -> np.ndarray:
     """NTM's answer as a float32 (n, K) array; K must equal ``n_topics`` when given.
 
@@ -158,12 +165,12 @@ def decode_ntm_output(
         raise BadRequest("the NTM response body is empty")
     if media.type == RECORDIO:
         tensors = recordio.decode_tensor_rows(body, "label", "topic_weights", n_topics,
-                                              max_values)
+                                              max_values, max_records)
         return _stack(
             [(f"RecordIO record {i}", r.ravel()) for i, r in enumerate(tensors, 1)], n_topics
         )
     rows = []
-    for what, p in _predictions(body, media):
+    for what, p in _predictions(body, media, max_records):
         if "topic_weights" not in p:
             raise UnprocessableEntity(f'{what} has no "topic_weights"')
         rows.append((what, vectors.vector(p["topic_weights"], f"{what} topic_weights")))
@@ -272,14 +279,18 @@ def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarra
     return lab64.astype(np.int64), dist64
 
 
-def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(labels int64, distances float64) per query from a verbose k-NN answer."""
+def decode_knn_output(
+    body: bytes, media: MediaType, max_records: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(labels int64, distances float64) per query from a verbose k-NN answer (413 past
+    ``max_records``, before the rest is read)."""
     _check_type(media, KNN_OUTPUT_TYPES, UnsupportedMediaType, "a k-NN response type")
     if not body:
         raise BadRequest("the k-NN response body is empty")
     out = []
     if media.type == RECORDIO:
         for i, rec in enumerate(recordio.read_records(body), start=1):
+            recordio.check_record_count(i, max_records)
             if "labels" not in rec.label or "distances" not in rec.label:
                 raise UnprocessableEntity(f"RecordIO record {i}: {NOT_VERBOSE}")
             lab, lab_keys, _ = recordio.record_tensor(rec, "label", "labels", i)
@@ -288,7 +299,7 @@ def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, n
                 raise UnprocessableEntity(f"RecordIO record {i}: labels/distances must be dense")
             out.append(_neighbours(lab, dist, f"RecordIO record {i}"))
         return out
-    for what, p in _predictions(body, media):
+    for what, p in _predictions(body, media, max_records):
         if "labels" not in p or "distances" not in p:
             raise UnprocessableEntity(f"{what}: {NOT_VERBOSE}")
         lab = vectors.vector(p["labels"], f"{what} labels")

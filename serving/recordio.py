@@ -306,18 +306,27 @@ def _checked(
     return values, keys.astype(np.int64), width, shape
 
 
+def check_record_count(index: int, max_records: int | None) -> None:
+    """PayloadTooLarge as soon as record ``index`` is one more than ``max_records``."""
+    if max_records is not None and index > max_records:
+        raise PayloadTooLarge(f"the request has more than {max_records} records; send fewer "
+                              "records per request")
+
+
 def decode_tensor_rows(
-    data: Source, where: str, key: str, width: int | None = None, max_values: int = MAX_DENSE
+    data: Source, where: str, key: str, width: int | None = None, max_values: int = MAX_DENSE,
+    max_records: int | None = None,
 ) -> list[np.ndarray]:
     """Every record's ``where[key]`` tensor as a dense array (sparse ones expanded by shape).
 
     A tensor's declared size is checked against ``width`` (when given) and the running total
     against ``max_values`` before anything is allocated: a sparse tensor of a few bytes may
-    declare millions of elements.
+    declare millions of elements.  Reading stops at record ``max_records + 1`` (413).
     """
     out = []
     total = 0
     for index, record in enumerate(read_records(data), start=1):
+        check_record_count(index, max_records)
         values, keys, size, shape = _checked(record, where, key, index, None)
         if width is not None and size != width:
             raise UnprocessableEntity(

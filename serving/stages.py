@@ -113,7 +113,8 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
     n_topics = settings.num_topics or model.num_topics
 
     def decode(body: bytes, media: MediaType) -> np.ndarray:
-        topics = formats.decode_ntm_output(body, media, n_topics, settings.max_values)
+        topics = formats.decode_ntm_output(body, media, n_topics, settings.max_values,
+                                           settings.max_records)
         if topics.shape[0] > settings.max_records:
             raise PayloadTooLarge(
                 f"{topics.shape[0]} records; the limit is {settings.max_records}")
@@ -144,7 +145,7 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
     entry_bytes = 48 + sum(min((len(v) for v in a), default=0) for a in (ids, titles, groups))
 
     def decode(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
-        rows = formats.decode_knn_output(body, media)
+        rows = formats.decode_knn_output(body, media, settings.max_records)
         if len(rows) > settings.max_records:
             raise PayloadTooLarge(f"{len(rows)} records; the limit is "
                                          f"{settings.max_records}")

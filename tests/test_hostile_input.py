@@ -222,6 +222,20 @@ def test_cannot_serve_message_for_a_deep_manifest(tiny_model_dir: Path, tmp_path
     assert "Traceback" not in result.stderr
 
 
+def test_json_full_of_empty_containers_is_refused_before_parsing(clients) -> None:
+    body = b"[" + b",".join([b"{}"] * 600_000) + b"]"
+    for stage in STAGES:
+        response = post(clients[stage], body, "application/json")
+        assert response.status_code == 413, stage
+        assert "arrays and objects; the limit is 500000" in error_of(response)["message"]
+    lines = (b'{"x": [' + b",".join([b"[]"] * 20_000) + b"]}\n") * 30
+    response = post(clients["recommend"], lines, "application/jsonlines")
+    assert response.status_code == 413
+    # brackets inside strings are text, not containers
+    text = orjson.dumps({"instances": ["[{" * 400_000]})
+    assert post(clients["classify"], text, "application/json").status_code == 200
+
+
 # --- 3. huge declared shapes -------------------------------------------------------------------
 
 
