@@ -227,13 +227,43 @@ def test_json_full_of_empty_containers_is_refused_before_parsing(clients) -> Non
     for stage in STAGES:
         response = post(clients[stage], body, "application/json")
         assert response.status_code == 413, stage
-        assert "arrays and objects; the limit is 500000" in error_of(response)["message"]
+        assert "more than 500000 arrays, objects and strings" in error_of(response)["message"]
     lines = (b'{"x": [' + b",".join([b"[]"] * 20_000) + b"]}\n") * 30
     response = post(clients["recommend"], lines, "application/jsonlines")
     assert response.status_code == 413
-    # brackets inside strings are text, not containers
-    text = orjson.dumps({"instances": ["[{" * 400_000]})
+    # brackets and escaped quotes inside strings are text
+    text = orjson.dumps({"instances": ['[{"' * 300_000]})
     assert post(clients["classify"], text, "application/json").status_code == 200
+    strings = orjson.dumps(["ab"] * 600_000)
+    response = post(clients["classify"], strings, "application/json")
+    assert response.status_code == 413 and "strings" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64, 1 << 18])
+def test_containers_inside_strings_are_not_counted(monkeypatch, window: int) -> None:
+    def reference(text: str) -> int:
+        n, strings, inside, escaped = 0, 0, False, False
+        for ch in text:
+            if inside:
+                escaped, inside = (False, inside) if escaped else (ch == "\\", ch != '"')
+            elif ch == '"':
+                inside, strings = True, strings + 1
+            else:
+                n += ch in "[{"
+        return n + strings
+
+    monkeypatch.setattr(jsondoc, "WINDOW", window)
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(st.recursive(st.text(alphabet='[{"\\ab}]', max_size=6) | st.integers(),
+                        lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(alphabet='["\\{', max_size=3), inner,
+                                          max_size=3)))
+    def run(value: object) -> None:
+        text = json.dumps(value)
+        assert jsondoc.count_containers(text.encode()) == reference(text)
+
+    run()
 
 
 # --- 3. huge declared shapes -------------------------------------------------------------------
