@@ -31,7 +31,10 @@ PARAMS = ("skip_lines", "headers", "keep_headers", "lowercase", "remove_emails",
 _LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
 _SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
-CHUNK_CHARS = 1 << 17  # characters tokenized at a time (see Cleaner.token_chunks)
+CHUNK_CHARS = 1 << 17
+# Longest header block read as headers (real ones are a few KB); a longer one is body text, so
+# a folded "header" of millions of lines never becomes millions of strings.
+MAX_HEADER_CHARS = 1 << 20  # characters tokenized at a time (see Cleaner.token_chunks)
 
 
 def _drop_words(text: str, emails: bool, urls: bool) -> str:
@@ -119,13 +122,16 @@ def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
     """Split a Usenet message into ``(name, value)`` headers and the body.
 
     A header block is recognised only when the first line looks like ``Name: value``; it ends
-    at the first blank line. Continuation lines (starting with white space) extend the value.
+    at the first blank line and is at most ``MAX_HEADER_CHARS`` long. Continuation lines
+    (starting with white space) extend the value.
     """
     if not _HEADER_LINE.match(text):
         return [], text
     head, sep, body = text.partition("\n\n")
     if not sep:
         head, body = text, ""
+    if len(head) > MAX_HEADER_CHARS:  # no real header block is this long: it is text
+        return [], text
     # Each header's value as a list of parts, joined once at the end: appending to a string per
     # continuation line would copy it every time (quadratic in a long folded header).
     parts: list[tuple[str, list[str]]] = []
