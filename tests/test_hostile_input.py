@@ -579,3 +579,29 @@ def run_train(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "serving.train", *args], cwd=REPO,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_hostile_body_ends_a_gunicorn_worker(tiny_model_dir: Path, stage: str) -> None:
+    from tests.conftest import start_server
+
+    server = start_server(tiny_model_dir, stage, workers=1)
+    try:
+        bodies = [*deep_bodies(DEEP), ("application/json", b"[" + b"{}," * 600_000 + b"{}]"),
+                  (RECORDIO, sparse_topics(5, 2**24, 16_384)),
+                  ("application/json", knn_answer(1, 200_000, 10))]
+        for content_type, body in bodies:
+            response = server.post(body, content_type)
+            assert 400 <= response.status_code < 500, response.text
+            assert response.json()["request_id"] == response.headers["X-Request-Id"]
+        ok = {"classify": (b"car engine", "text/plain"),
+              "ntm-features": (b"car engine", "text/plain"),
+              "topics-to-knn": (orjson.dumps({"predictions": [{"topic_weights": [0.2] * 5}]}),
+                                "application/json"),
+              "recommend": (knn_answer(1, 3, 3), "application/json")}[stage]
+        assert server.post(*ok).status_code == 200
+    finally:
+        assert server.stop() == 0
+    err = server.process.stderr.read().decode(errors="replace") if server.process.stderr else ""
+    assert "Worker (pid" not in err and "SIGSEGV" not in err, err[-2000:]
