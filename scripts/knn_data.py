@@ -7,10 +7,9 @@ so a neighbour's label is the row of the document it stands for.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
-from serving import recordio, shards
+from serving import jsondoc, recordio, shards
 
 
 class DataError(ValueError):
@@ -35,9 +34,9 @@ def topic_vectors(text: str) -> list[list[float]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except ValueError:
-            raise DataError(f"line {number} of the NTM output is not JSON") from None
+            item = jsondoc.loads(line, f"line {number} of the NTM output")
+        except jsondoc.JSONError as exc:
+            raise DataError(exc.message) from None
         rows = item.get("predictions", [item]) if isinstance(item, dict) else None
         if rows is None:
             raise DataError(f"line {number} of the NTM output is not a JSON object")

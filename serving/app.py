@@ -45,6 +45,16 @@ def _error(status: int, code: str, message: str, request_id: str) -> Response:
     return Response(body, status=status, content_type=JSON_TYPE)
 
 
+def _request_id() -> str:
+    """SageMaker's inference id when the client sent one, else a fresh id."""
+    return request.headers.get("X-Amzn-SageMaker-Inference-Id") or uuid.uuid4().hex
+
+
+def _with_id(response: Response, request_id: str) -> Response:
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
 def _read_body(limit: int) -> bytes:
     """The request body, refusing anything over ``limit`` bytes before reading it all, and a
     body cut short (fewer bytes than its Content-Length, a broken chunked encoding): nginx
@@ -109,6 +119,10 @@ class Server:
         result = stage.run(records, options)
         t2 = time.perf_counter()
         out = stage.encode(result, out_media)
+        if len(out) > self.settings.max_response_bytes:  # the stages refuse most cases earlier
+            raise PayloadTooLarge(
+                f"the answer is {len(out)} bytes, over the response limit of "
+                f"{self.settings.max_response_bytes} bytes; send fewer records per request")
         if timings is not None:
             timings.update(decode_ms=round((t1 - t0) * 1e3, 3),
                            model_ms=round((t2 - t1) * 1e3, 3),
@@ -140,7 +154,7 @@ def create_app(server: Server) -> Flask:
     def invocations() -> Response:
         started = time.perf_counter()
         headers = request.headers
-        request_id = headers.get("X-Amzn-SageMaker-Inference-Id") or uuid.uuid4().hex
+        request_id = _request_id()
         timings: dict[str, float] = {}
         fields: dict[str, object] = {"request_id": request_id, "stage": stage_name}
         records = 0
@@ -172,14 +186,23 @@ def create_app(server: Server) -> Flask:
         message = {404: "the path is not one of /ping, /invocations, /execution-parameters",
                    405: "method not allowed on this path"}.get(status, exc.name)
         code = exc.name.lower().replace(" ", "_")
-        return _error(status, code, message, uuid.uuid4().hex)
+        request_id = _request_id()
+        response = _with_id(_error(status, code, message, request_id), request_id)
+        allowed = getattr(exc, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        logs.log_request(access_log, {"request_id": request_id, "stage": stage_name,
+                                      "status": status, "error": code,
+                                      "method": request.method, "path": request.path[:200]})
+        return response
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
-        request_id = uuid.uuid4().hex
+        request_id = _request_id()
         log.exception("unhandled error %s", request_id)
-        return _error(500, "internal_error", f"internal error; quote request id {request_id}",
-                      request_id)
+        return _with_id(_error(500, "internal_error",
+                               f"internal error; quote request id {request_id}", request_id),
+                        request_id)
 
     return app
 

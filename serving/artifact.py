@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from importlib.metadata import version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from serving import jsondoc
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.errors import ModelLoadError
@@ -33,6 +34,10 @@ from serving.featurizer import NtmFeaturizer
 SCHEMA_VERSION = 1
 T = TypeVar("T")
 MANIFEST = "manifest.json"
+# Everything a model directory holds: training refuses to empty one that holds anything else.
+MODEL_ENTRIES = frozenset({MANIFEST, "metrics.json", "classifier", "ntm", "catalog.jsonl",
+                           "evaluation"})
+MAX_MANIFEST_BYTES = 1 << 20  # ours are a few KB (the classes and hyper-parameters)
 
 
 def runtime_versions() -> dict[str, str]:
@@ -59,7 +64,7 @@ def check_versions(recorded: dict[str, str]) -> list[str]:
     rules = {"python": 2, "numpy": 1, "scikit-learn": 2, "nltk": 1}
     problems = []
     for name, parts in rules.items():
-        have, want = current[name], recorded.get(name, "?")
+        have, want = current[name], str(recorded.get(name, "?"))
         if _release(have, parts) != _release(want, parts):
             problems.append(f"{name} {want} (artifact) vs {have} (here)")
     return problems
@@ -81,28 +86,67 @@ def write_manifest(model_dir: Path, *, extra: dict[str, Any]) -> Path:
     return path
 
 
-def verify(model_dir: Path) -> dict[str, Any]:
-    """Read the manifest, check schema, versions and every file's sha256; return the manifest."""
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The parsed manifest (size capped, nesting guarded); ModelLoadError if unusable."""
     path = model_dir / MANIFEST
     if not path.is_file():
         raise ModelLoadError(f"{model_dir}: no {MANIFEST}; is this a sm-text-pipeline model?")
     try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
         raise ModelLoadError(f"{path}: unreadable manifest ({exc})") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ModelLoadError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a manifest "
+                             "this project writes")
+    try:
+        manifest = jsondoc.loads(raw, str(path))
+    except jsondoc.JSONError as exc:
+        raise ModelLoadError(f"{path}: unreadable manifest ({exc.message})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise ModelLoadError(f"{path}: not a manifest (expected an object with a files object)")
+    return manifest
+
+
+def confined(model_dir: Path, name: object) -> Path:
+    """``model_dir / name`` if ``name`` is a relative path that stays inside ``model_dir``
+    (no ``..``, no absolute path, no symlink leading out); ModelLoadError otherwise."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ModelLoadError(f"{model_dir}: the manifest lists a file name that is not a path")
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise ModelLoadError(f"{model_dir}: the manifest path {name[:80]!r} leaves the model "
+                             "directory; refusing to load")
+    path = model_dir / relative
+    root = model_dir.resolve()
+    try:
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise ModelLoadError(f"{model_dir}: {name[:80]!r} is a link out of the model directory; "
+                             "refusing to load")
+    return path
+
+
+def verify(model_dir: Path) -> dict[str, Any]:
+    """Read the manifest, check schema, versions and every file's sha256; return the manifest."""
+    path = model_dir / MANIFEST
+    manifest = read_manifest(model_dir)
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ModelLoadError(
-            f"{path}: schema_version {manifest.get('schema_version')!r}, this server reads "
-            f"{SCHEMA_VERSION}; retrain the model with this image"
+            f"{path}: schema_version {str(manifest.get('schema_version'))[:40]!r}, this server "
+            f"reads {SCHEMA_VERSION}; retrain the model with this image"
         )
-    problems = check_versions(manifest.get("versions", {}))
+    versions = manifest.get("versions", {})
+    problems = check_versions(versions if isinstance(versions, dict) else {})
     if problems:
         raise ModelLoadError(
             f"{model_dir}: built with incompatible versions ({'; '.join(problems)}); "
             "retrain with this image or serve it with the image that trained it"
         )
     for name, expected in manifest.get("files", {}).items():
-        file = model_dir / name
+        file = confined(model_dir, name)
         if not file.is_file():
             raise ModelLoadError(f"{model_dir}: {name} is listed in the manifest but missing")
         if sha256_file(file) != expected:
@@ -124,8 +168,9 @@ class Model:
 
     @property
     def num_topics(self) -> int | None:
-        value = self.manifest.get("ntm", {}).get("num_topics")
-        return int(value) if value else None
+        ntm = self.manifest.get("ntm")
+        value = ntm.get("num_topics") if isinstance(ntm, dict) else None
+        return int(value) if isinstance(value, int) and value > 0 else None
 
     def _load(self, what: str, loader: Callable[[Path], T], name: str) -> T:
         try:

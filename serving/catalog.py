@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from serving import jsondoc
+
 
 @dataclass
 class Catalog:
@@ -43,7 +45,7 @@ class Catalog:
         groups: list[str] = []
         with path.open("rb") as fh:
             for number, line in enumerate(fh):
-                row = orjson.loads(line)
+                row = jsondoc.loads(line, f"{path} line {number + 1}")
                 if row["index"] != number:
                     raise ValueError(f"{path}:{number + 1}: index {row['index']} out of order")
                 ids.append(row["id"])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from serving import jsondoc
 from serving.text import Cleaner
 from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
@@ -79,7 +80,7 @@ class TextClassifier:
 
     @classmethod
     def load(cls, directory: Path) -> TextClassifier:
-        classes = json.loads((directory / "classes.json").read_text())
+        classes = jsondoc.loads((directory / "classes.json").read_bytes(), "classes.json")
         features = TextFeatures.load(directory)
         log_prob = np.load(directory / "log_prob.npy", allow_pickle=False)
         prior = np.load(directory / "class_log_prior.npy", allow_pickle=False)

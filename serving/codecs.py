@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from serving import jsondoc
 from serving.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, TEXT_CSV, TEXT_PLAIN, MediaType
 
@@ -54,13 +55,11 @@ def utf8_text(body: bytes) -> str:
 
 
 def load_json(data: bytes | str, where: str = "the body") -> Any:
-    """orjson.loads with a BadRequest that gives the position, never the text."""
+    """Parse with the shared depth guard; BadRequest giving the position, never the text."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"malformed JSON in {where}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        return jsondoc.loads(data, where)
+    except jsondoc.JSONError as exc:
+        raise (PayloadTooLarge if exc.too_large else BadRequest)(exc.message) from None
 
 
 def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
@@ -79,8 +78,17 @@ def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+def check_json_lines(text: str) -> None:
+    """The container budget over a whole JSON Lines body (each line is parsed on its own)."""
+    try:
+        jsondoc.check_containers(text, "the body")
+    except jsondoc.JSONError as exc:
+        raise PayloadTooLarge(exc.message) from None
+
+
 def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) per non-blank line."""
+    check_json_lines(text)
     for number, line in split_lines(text, keep_blank=False):
         yield number, load_json(line, f"line {number}")
 
@@ -191,6 +199,7 @@ def decode_texts(
     elif media.type == JSON:
         docs = _json_texts(text, max_records)
     else:
+        check_json_lines(text)
         docs = []
         for number, line in split_lines(text, keep_blank=lines_are_records):
             value = load_json(line, f"line {number}") if line.strip() else ""

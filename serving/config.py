@@ -28,6 +28,8 @@ ENV_MODEL_DIR = "SM_MODEL_DIR"
 ENV_MAX_BODY = "SERVING_MAX_REQUEST_BYTES"
 ENV_MAX_RECORDS = "SERVING_MAX_RECORDS"
 ENV_MAX_DOC_CHARS = "SERVING_MAX_DOC_CHARS"
+ENV_MAX_RESPONSE = "SERVING_MAX_RESPONSE_BYTES"
+ENV_MAX_VALUES = "SERVING_MAX_VALUES"
 ENV_TOP_K = "SERVING_TOP_K"
 ENV_NUM_TOPICS = "SERVING_NUM_TOPICS"
 ENV_LOG_LEVEL = "SERVING_LOG_LEVEL"
@@ -53,7 +55,9 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "max_request_bytes": (1024, 100 * 1024 * 1024, ENV_MAX_BODY),
     "max_payload_mb": (1, 100, ENV_MAX_PAYLOAD_MB),
     "max_records": (1, 10_000_000, ENV_MAX_RECORDS),
-    "max_doc_chars": (1, 10**8, ENV_MAX_DOC_CHARS),
+    "max_doc_chars": (1, 10**9, ENV_MAX_DOC_CHARS),
+    "max_response_bytes": (1024, 1024 * 1024 * 1024, ENV_MAX_RESPONSE),
+    "max_values": (1024, 1 << 31, ENV_MAX_VALUES),
     "top_k": (1, 1000, ENV_TOP_K),
 }
 
@@ -118,7 +122,9 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024
     max_payload_mb: int = 6
     max_records: int = 10_000
-    max_doc_chars: int = 100_000
+    max_doc_chars: int = 6 * 1024 * 1024
+    max_response_bytes: int = 6 * 1024 * 1024
+    max_values: int = 1 << 22
     top_k: int = 3
     num_topics: int | None = None
     batch: bool = False
@@ -151,6 +157,7 @@ class Settings:
         payload_mb = _int(env, ENV_MAX_PAYLOAD_MB, default=6)
         # A batch job sends up to MaxPayloadInMB per request; a real-time endpoint 6 MB.
         default_body = max(6 * 1024 * 1024, payload_mb * 1024 * 1024)
+        max_body = _int(env, ENV_MAX_BODY, default=default_body)
         return cls(
             stage=env.get(ENV_STAGE, "").strip() or "classify",
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
@@ -162,10 +169,16 @@ class Settings:
             graceful_timeout=_int(env, ENV_GRACEFUL, default=20),
             keepalive=_int(env, ENV_KEEPALIVE, default=5),
             default_accept=env.get(ENV_DEFAULT_ACCEPT, "").strip(),
-            max_request_bytes=_int(env, ENV_MAX_BODY, default=default_body),
+            max_request_bytes=max_body,
             max_payload_mb=payload_mb,
             max_records=_int(env, ENV_MAX_RECORDS, default=10_000),
-            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=100_000),
+            max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=max_body),
+            # SageMaker's real-time response limit is 6 MB; a batch job's answer may be as
+            # large as its request.
+            max_response_bytes=_int(env, ENV_MAX_RESPONSE, default=max(6 * 1024 * 1024, max_body)),
+            # Numbers a request may expand to (sparse rows made dense): 16 MB as float32,
+            # more than any 6 MB body holds densely (2 bytes a number at best).
+            max_values=_int(env, ENV_MAX_VALUES, default=max(1 << 22, max_body // 2)),
             top_k=_int(env, ENV_TOP_K, default=3),
             num_topics=_int(env, ENV_NUM_TOPICS, default=0) or None,
             batch=_bool(env, ENV_BATCH, False),

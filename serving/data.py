@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
+from serving import jsondoc
+from serving.codecs import type_name
 from serving.text import subject_of
 
 FETCH_SPEC = "sklearn:20newsgroups"
@@ -111,28 +112,44 @@ def _pick_splits(parts: dict[str, list], where: str) -> tuple[list, list | None]
     return parts[train[0]], (parts[test[0]] if test else None)
 
 
+def _utf8(path: Path) -> str:
+    """The file as text; DataError naming the line of the first byte that is not UTF-8."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02X}: {exc.reason}); "
+                        "save the file as UTF-8") from None
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """Rows with the line each record starts on (a quoted field may span lines)."""
+    reader = csv.DictReader(io.StringIO(_utf8(path), newline=""), strict=True)
+    if not reader.fieldnames:
+        raise DataError(f"{path}: empty file (expected a header with text,label)")
+    start = reader.line_num + 1
+    try:
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}:{start}: malformed CSV in the record starting on this line "
+                        f"({exc}; an unbalanced quote?)") from None
+
+
 def _table_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            try:
-                reader = csv.DictReader(fh)
-                if not reader.fieldnames:
-                    raise DataError(f"{path}: empty file (expected a header with text,label)")
-                for row in reader:
-                    yield reader.line_num, row
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: not UTF-8 ({exc.reason})") from exc
-            except csv.Error as exc:
-                raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
+        yield from _csv_rows(path)
         return
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not a JSON object ({exc})") from exc
+                obj = jsondoc.loads(line, f"{path} line {number}")
+            except jsondoc.JSONError as exc:
+                raise DataError(f"{path}:{number}: not a JSON object ({exc.message})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object with text and label")
             yield number, obj
@@ -149,6 +166,9 @@ def load_table(path: Path) -> list[tuple[str, str, str, str]]:
         text, label = row["text"], row["label"]
         if not isinstance(text, str):
             raise DataError(f"{path}:{number}: 'text' must be a string")
+        if not isinstance(label, str | int | float) or isinstance(label, bool):
+            raise DataError(f"{path}:{number}: 'label' must be a string or a number, "
+                            f"not {type_name(label)}")
         doc_id = str(row.get("id") or f"{path.stem}:{number}")
         title = str(row.get("title") or subject_of(text))
         rows.append((text, str(label), doc_id, title))

@@ -19,7 +19,13 @@ import scipy.sparse as sp
 
 from serving import recordio, vectors
 from serving.codecs import iter_json_lines, load_json, type_name, utf8_text
-from serving.errors import BadRequest, NotAcceptable, UnprocessableEntity, UnsupportedMediaType
+from serving.errors import (
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnprocessableEntity,
+    UnsupportedMediaType,
+)
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType, content_type_for
 
 __all__ = [
@@ -60,10 +66,21 @@ def _check_type(
 # --- NTM ---------------------------------------------------------------------------------------
 
 
-def encode_ntm_input(X: sp.csr_matrix | sp.csr_array, media: MediaType) -> bytes:
+def encode_ntm_input(
+    X: sp.csr_matrix | sp.csr_array, media: MediaType, max_bytes: int | None = None
+) -> bytes:
     """Word-count rows as an NTM request: CSV (dense), JSON/JSON Lines (dense, or sparse with the
-    media parameter ``sparse=true``), RecordIO (sparse)."""
+    media parameter ``sparse=true``), RecordIO (sparse).
+
+    A dense answer (CSV, JSON without ``sparse=true``) has at least 2 bytes per vocabulary word
+    per row; if that is over ``max_bytes`` it is refused (413) before it is built.
+    """
     _check_type(media, NTM_INPUT_TYPES, NotAcceptable, "an NTM request type")
+    if media.type == TEXT_CSV or (media.type != RECORDIO and not media.flag("sparse")):
+        vectors.check_output_size(
+            2 * X.shape[0] * X.shape[1], max_bytes,
+            f"dense rows of {X.shape[1]} words are mostly zeros: accept "
+            f"{RECORDIO} or {JSON}; sparse=true, or send fewer records per request")
     X = sp.csr_matrix(X, dtype=np.float32, copy=True)
     X.sum_duplicates()
     if media.type == RECORDIO:
@@ -107,40 +124,53 @@ def _stack(rows: list[tuple[str, np.ndarray]], n_cols: int | None) -> np.ndarray
     for what, row in rows:
         if row.size != width:
             raise UnprocessableEntity(f"{what} has {row.size} values; expected {width}")
-    M = np.vstack([r for _, r in rows]).astype(np.float32) if rows else np.zeros((0, width))
-    if not np.isfinite(M).all():
-        raise UnprocessableEntity("the response holds NaN or infinite values")
-    return M.astype(np.float32, copy=False)
+    if not rows:
+        return np.zeros((0, width), dtype=np.float32)
+    return vectors.as_float32(np.vstack([r for _, r in rows]), "the NTM response")
 
 
-def _predictions(body: bytes, media: MediaType) -> list[tuple[str, dict]]:
+def _predictions(
+    body: bytes, media: MediaType, max_records: int | None = None
+) -> list[tuple[str, dict]]:
     """(name for messages, object) of each prediction in a JSON or JSON Lines response."""
     if media.type == JSON:
         doc = load_json(utf8_text(body))
         if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), list):
             raise UnprocessableEntity(
                 f'expected {{"predictions": [...]}}, not {vectors.describe(doc)}')
+        recordio.check_record_count(len(doc["predictions"]), max_records)
         items = [(f"prediction {i}", p) for i, p in enumerate(doc["predictions"], start=1)]
     else:
-        items = [(f"line {i}", p) for i, p in iter_json_lines(utf8_text(body))]
+        items = []
+        for i, p in iter_json_lines(utf8_text(body)):
+            recordio.check_record_count(len(items) + 1, max_records)
+            items.append((f"line {i}", p))
     for what, p in items:
         if not isinstance(p, dict):
             raise UnprocessableEntity(f"{what}: expected an object, not {type_name(p)}")
     return items
 
 
-def decode_ntm_output(body: bytes, media: MediaType, n_topics: int | None) -> np.ndarray:
-    """NTM's answer as a float32 (n, K) array; K must equal ``n_topics`` when given."""
+def decode_ntm_output(
+    body: bytes, media: MediaType, n_topics: int | None, max_values: int = recordio.MAX_DENSE,
+    max_records: int | None = None,
+) -> np.ndarray:
+    """NTM's answer as a float32 (n, K) array; K must equal ``n_topics`` when given.
+
+    A sparse RecordIO tensor's declared width is checked against ``n_topics`` and the request's
+    total against ``max_values`` before it is expanded.
+    """
     _check_type(media, NTM_OUTPUT_TYPES, UnsupportedMediaType, "an NTM response type")
     if not body:
         raise BadRequest("the NTM response body is empty")
     if media.type == RECORDIO:
-        tensors = recordio.decode_tensor_rows(body, "label", "topic_weights")
+        tensors = recordio.decode_tensor_rows(body, "label", "topic_weights", n_topics,
+                                              max_values, max_records)
         return _stack(
             [(f"RecordIO record {i}", r.ravel()) for i, r in enumerate(tensors, 1)], n_topics
         )
     rows = []
-    for what, p in _predictions(body, media):
+    for what, p in _predictions(body, media, max_records):
         if "topic_weights" not in p:
             raise UnprocessableEntity(f'{what} has no "topic_weights"')
         rows.append((what, vectors.vector(p["topic_weights"], f"{what} topic_weights")))
@@ -150,12 +180,18 @@ def decode_ntm_output(body: bytes, media: MediaType, n_topics: int | None) -> np
 # --- k-NN --------------------------------------------------------------------------------------
 
 
-def encode_knn_input(M: np.ndarray, media: MediaType) -> bytes:
-    """Dense query vectors (n, d) as a k-NN request: CSV, JSON, JSON Lines or RecordIO."""
+def encode_knn_input(M: np.ndarray, media: MediaType, max_bytes: int | None = None) -> bytes:
+    """Dense query vectors (n, d) as a k-NN request: CSV, JSON, JSON Lines or RecordIO.
+
+    Refused (413) before it is built if even its smallest encoding (2 bytes a number in text,
+    4 in RecordIO) is over ``max_bytes``.
+    """
     _check_type(media, KNN_INPUT_TYPES, NotAcceptable, "a k-NN request type")
     M = np.ascontiguousarray(M, dtype=np.float32)
     if M.ndim != 2:
         raise ValueError(f"k-NN queries must be 2-D, not shape {M.shape}")
+    vectors.check_output_size((4 if media.type == RECORDIO else 2) * M.size, max_bytes,
+                              "send fewer records per request")
     if media.type == RECORDIO:
         return recordio.encode_dense_rows(M)
     if media.type == TEXT_CSV:
@@ -165,13 +201,24 @@ def encode_knn_input(M: np.ndarray, media: MediaType) -> bytes:
     return b"".join(orjson.dumps({"features": m}, option=_NUMPY) + b"\n" for m in M)
 
 
-def decode_knn_input(body: bytes, media: MediaType, n_features: int) -> np.ndarray:
-    """A k-NN request as float32 (n, n_features); NTM's output shapes are refused (422)."""
+def decode_knn_input(
+    body: bytes, media: MediaType, n_features: int, max_values: int = recordio.MAX_DENSE
+) -> np.ndarray:
+    """A k-NN request as float32 (n, n_features); NTM's output shapes are refused (422).
+
+    Sparse rows are made dense only if n * n_features is at most ``max_values`` (else 413).
+    """
     _check_type(media, KNN_INPUT_TYPES, UnsupportedMediaType, "a k-NN request type")
     if media.type == TEXT_CSV and (media.param("label_size") or "0").strip() != "0":
         raise UnprocessableEntity("k-NN inference reads text/csv with label_size=0 only")
     M = vectors.decode_features(body, media, n_features)
-    return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float32)
+    if not sp.issparse(M):
+        return np.asarray(M, dtype=np.float32)
+    if M.shape[0] * M.shape[1] > max_values:
+        raise PayloadTooLarge(
+            f"{M.shape[0]} sparse rows of width {M.shape[1]} expand to more than {max_values} "
+            "values; send fewer records per request")
+    return M.toarray()
 
 
 def encode_knn_output(
@@ -201,6 +248,28 @@ def encode_knn_output(
     return b"".join(orjson.dumps(o, option=_NUMPY) + b"\n" for o in objs)
 
 
+# Distances recommend accepts, whichever index_metric k-NN uses on NTM topic weights (non-negative
+# and summing to 1): COSINE distance 1 - cos is in [0, 1] (in [0, 2] for any vectors), L2 distance
+# is at most sqrt(2) (squared: 2), INNER_PRODUCT of two such vectors is in [0, 1].  Anything
+# negative or above 2 did not come from k-NN on this model's topics; float32 rounding may put an
+# exact match a hair below 0, hence the tolerance.
+DISTANCE_RANGE = (0.0, 2.0)
+DISTANCE_TOLERANCE = 1e-5
+
+
+def check_distances(distances: np.ndarray, what: str,
+                    bounds: tuple[float, float] = DISTANCE_RANGE) -> None:
+    """UnprocessableEntity if a distance is NaN, infinite or outside ``bounds``."""
+    low, high = bounds
+    d = np.asarray(distances, dtype=np.float64)
+    if not np.isfinite(d).all():
+        raise UnprocessableEntity(f"{what}: a distance is NaN or infinite")
+    if d.size and (d.min() < low - DISTANCE_TOLERANCE or d.max() > high + DISTANCE_TOLERANCE):
+        raise UnprocessableEntity(
+            f"{what}: distances must be between {low:g} and {high:g} (k-NN on topic weights); "
+            f"got {d.min():.6g}..{d.max():.6g}")
+
+
 def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     lab64, dist64 = lab.astype(np.float64).ravel(), dist.astype(np.float64).ravel()
     if lab64.size != dist64.size:
@@ -210,14 +279,18 @@ def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarra
     return lab64.astype(np.int64), dist64
 
 
-def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(labels int64, distances float64) per query from a verbose k-NN answer."""
+def decode_knn_output(
+    body: bytes, media: MediaType, max_records: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(labels int64, distances float64) per query from a verbose k-NN answer (413 past
+    ``max_records``, before the rest is read)."""
     _check_type(media, KNN_OUTPUT_TYPES, UnsupportedMediaType, "a k-NN response type")
     if not body:
         raise BadRequest("the k-NN response body is empty")
     out = []
     if media.type == RECORDIO:
         for i, rec in enumerate(recordio.read_records(body), start=1):
+            recordio.check_record_count(i, max_records)
             if "labels" not in rec.label or "distances" not in rec.label:
                 raise UnprocessableEntity(f"RecordIO record {i}: {NOT_VERBOSE}")
             lab, lab_keys, _ = recordio.record_tensor(rec, "label", "labels", i)
@@ -226,7 +299,7 @@ def decode_knn_output(body: bytes, media: MediaType) -> list[tuple[np.ndarray, n
                 raise UnprocessableEntity(f"RecordIO record {i}: labels/distances must be dense")
             out.append(_neighbours(lab, dist, f"RecordIO record {i}"))
         return out
-    for what, p in _predictions(body, media):
+    for what, p in _predictions(body, media, max_records):
         if "labels" not in p or "distances" not in p:
             raise UnprocessableEntity(f"{what}: {NOT_VERBOSE}")
         lab = vectors.vector(p["labels"], f"{what} labels")

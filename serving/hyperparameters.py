@@ -8,9 +8,10 @@ Unknown names are an error (a typo must not train a different model silently).
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from serving import jsondoc
 
 PRESETS = ("default", "tutorial")
 
@@ -74,19 +75,19 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
     value = raw
     if isinstance(raw, str) and kind is not str:
         try:
-            value = json.loads(raw)
+            value = jsondoc.loads(raw)
         except ValueError:
             value = raw
     elif isinstance(raw, str):
         stripped = raw.strip()
         if stripped.startswith('"'):
             try:
-                value = json.loads(stripped)
+                value = jsondoc.loads(stripped)
             except ValueError:
                 value = raw
     if isinstance(value, str) and kind is not str and value != raw:
         with contextlib.suppress(ValueError):  # JSON-encoded twice, e.g. "\"1\""
-            value = json.loads(value)
+            value = jsondoc.loads(value)
     if isinstance(value, str) and kind is not str:
         if kind is bool and value.strip().lower() in {"true", "false"}:
             return value.strip().lower() == "true"

@@ -45,6 +45,8 @@ def configure(level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("gunicorn.access").setLevel(logging.WARNING)  # we log requests ourselves
+    # Python warnings (numpy's RuntimeWarning included) become JSON log lines, not stderr text.
+    logging.captureWarnings(True)
 
 
 def gunicorn_logconfig(level: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from numpy.typing import DTypeLike
 
 from serving import record_pb2
-from serving.errors import BadRequest, UnprocessableEntity
+from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 
 MAGIC = 0xCED7230A
 _HEADER = struct.Struct("<II")
@@ -306,15 +306,38 @@ def _checked(
     return values, keys.astype(np.int64), width, shape
 
 
-def decode_tensor_rows(data: Source, where: str, key: str) -> list[np.ndarray]:
-    """Every record's ``where[key]`` tensor as a dense array (sparse ones expanded by shape)."""
+def check_record_count(index: int, max_records: int | None) -> None:
+    """PayloadTooLarge as soon as record ``index`` is one more than ``max_records``."""
+    if max_records is not None and index > max_records:
+        raise PayloadTooLarge(f"the request has more than {max_records} records; send fewer "
+                              "records per request")
+
+
+def decode_tensor_rows(
+    data: Source, where: str, key: str, width: int | None = None, max_values: int = MAX_DENSE,
+    max_records: int | None = None,
+) -> list[np.ndarray]:
+    """Every record's ``where[key]`` tensor as a dense array (sparse ones expanded by shape).
+
+    A tensor's declared size is checked against ``width`` (when given) and the running total
+    against ``max_values`` before anything is allocated: a sparse tensor of a few bytes may
+    declare millions of elements.  Reading stops at record ``max_records + 1`` (413).
+    """
     out = []
+    total = 0
     for index, record in enumerate(read_records(data), start=1):
-        values, keys, width, shape = _checked(record, where, key, index, None)
+        check_record_count(index, max_records)
+        values, keys, size, shape = _checked(record, where, key, index, None)
+        if width is not None and size != width:
+            raise UnprocessableEntity(
+                f"RecordIO record {index}: {where}[{key!r}] has {size} values; expected {width}")
+        total += size
+        if total > max_values:
+            raise PayloadTooLarge(
+                f"the RecordIO records expand to more than {max_values} values (at record "
+                f"{index}); send fewer records per request")
         if keys is not None:
-            if width > MAX_DENSE:
-                raise UnprocessableEntity(f"RecordIO record {index}: {width} elements is too many")
-            dense = np.zeros(width, dtype=values.dtype)
+            dense = np.zeros(size, dtype=values.dtype)
             dense[keys] = values
             values = dense
         out.append(values.reshape(shape) if len(shape) > 1 else values)

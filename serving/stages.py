@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, formats
+from serving import codecs, formats, vectors
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
@@ -77,7 +77,15 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
     classifier = model.classifier
     classes = classifier.classes
 
+    # Smallest JSON entry: {"label":"","probability":0.0} plus the shortest class name.
+    entry_bytes = 31 + min((len(c) for c in classes), default=0)
+
     def run(texts: list[str], options: Options) -> tuple[np.ndarray, np.ndarray]:
+        k = min(options.top_k or settings.top_k, len(classes))
+        vectors.check_output_size(len(texts) * (k + 1) * entry_bytes,
+                                  settings.max_response_bytes,
+                                  "ask for fewer classes (custom attribute top_k), accept "
+                                  "text/csv, or send fewer records per request")
         return classifier.top_k(texts, options.top_k or settings.top_k)
 
     def encode(result: tuple[np.ndarray, np.ndarray], media: MediaType) -> bytes:
@@ -93,8 +101,11 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
     def run(texts: list[str], options: Options) -> Any:
         return featurizer.transform(texts)
 
+    def encode(X: Any, media: MediaType) -> bytes:
+        return formats.encode_ntm_input(X, media, settings.max_response_bytes)
+
     return Stage("ntm-features", TEXT_INPUTS, (JSON, JSONLINES, TEXT_CSV, RECORDIO), JSON,
-                 _texts(settings), run, formats.encode_ntm_input,
+                 _texts(settings), run, encode,
                  (WARMUP_TEXT.encode(), "text/plain", RECORDIO))
 
 
@@ -102,7 +113,8 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
     n_topics = settings.num_topics or model.num_topics
 
     def decode(body: bytes, media: MediaType) -> np.ndarray:
-        topics = formats.decode_ntm_output(body, media, n_topics)
+        topics = formats.decode_ntm_output(body, media, n_topics, settings.max_values,
+                                           settings.max_records)
         if topics.shape[0] > settings.max_records:
             raise PayloadTooLarge(
                 f"{topics.shape[0]} records; the limit is {settings.max_records}")
@@ -113,10 +125,13 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
             raise UnprocessableEntity("topic weights must be finite numbers")
         return topics.astype(np.float32, copy=False)
 
+    def encode(topics: np.ndarray, media: MediaType) -> bytes:
+        return formats.encode_knn_input(topics, media, settings.max_response_bytes)
+
     k = n_topics or 20
     warm = orjson.dumps({"predictions": [{"topic_weights": [1.0 / k] * k}]})
     return Stage("topics-to-knn", (JSON, JSONLINES, RECORDIO), (TEXT_CSV, JSON, JSONLINES,
-                 RECORDIO), TEXT_CSV, decode, run, formats.encode_knn_input,
+                 RECORDIO), TEXT_CSV, decode, run, encode,
                  (warm, JSON, TEXT_CSV))
 
 
@@ -125,20 +140,29 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
     ids = np.asarray(catalog.ids, dtype=object)
     titles = np.asarray(catalog.titles, dtype=object)
     groups = np.asarray(catalog.newsgroups, dtype=object)
+    # Smallest JSON entry: {"id":"","title":"","newsgroup":"","score":0.0} plus the shortest
+    # id, title and newsgroup in the catalog.
+    entry_bytes = 48 + sum(min((len(v) for v in a), default=0) for a in (ids, titles, groups))
 
     def decode(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
-        rows = formats.decode_knn_output(body, media)
+        rows = formats.decode_knn_output(body, media, settings.max_records)
         if len(rows) > settings.max_records:
             raise PayloadTooLarge(f"{len(rows)} records; the limit is "
                                          f"{settings.max_records}")
         return rows
 
     def run(rows: Sequence[tuple[np.ndarray, np.ndarray]], options: Options) -> list[list[dict]]:
+        total = sum(min(labels.size, options.top_k or labels.size) for labels, _ in rows)
+        vectors.check_output_size(total * entry_bytes, settings.max_response_bytes,
+                                  f"{total} recommendations were asked for; ask for fewer "
+                                  "(custom attribute top_k, or a smaller k in k-NN) or send "
+                                  "fewer records per request")
         results = []
         for number, (labels, distances) in enumerate(rows, 1):
             if labels.shape != distances.shape:
                 raise UnprocessableEntity(f"record {number}: labels and distances differ in "
                                           "length")
+            formats.check_distances(distances, f"record {number}")
             if not catalog.valid(labels).all():
                 raise UnprocessableEntity(
                     f"record {number}: neighbour labels outside the catalog of {len(catalog)} "

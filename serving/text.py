@@ -11,7 +11,7 @@ WordNet (from ``NLTK_DATA``), loaded only when a cleaner lemmatizes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +31,10 @@ PARAMS = ("skip_lines", "headers", "keep_headers", "lowercase", "remove_emails",
 _LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
 _SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
+CHUNK_CHARS = 1 << 17
+# Longest header block read as headers (real ones are a few KB); a longer one is body text, so
+# a folded "header" of millions of lines never becomes millions of strings.
+MAX_HEADER_CHARS = 1 << 20  # characters tokenized at a time (see Cleaner.token_chunks)
 
 
 def _drop_words(text: str, emails: bool, urls: bool) -> str:
@@ -120,23 +124,28 @@ def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
     """Split a Usenet message into ``(name, value)`` headers and the body.
 
     A header block is recognised only when the first line looks like ``Name: value``; it ends
-    at the first blank line. Continuation lines (starting with white space) extend the value.
+    at the first blank line and is at most ``MAX_HEADER_CHARS`` long. Continuation lines
+    (starting with white space) extend the value.
     """
     if not _HEADER_LINE.match(text):
         return [], text
     head, sep, body = text.partition("\n\n")
     if not sep:
         head, body = text, ""
-    headers: list[tuple[str, str]] = []
+    if len(head) > MAX_HEADER_CHARS:  # no real header block is this long: it is text
+        return [], text
+    # Each header's value as a list of parts, joined once at the end: appending to a string per
+    # continuation line would copy it every time (quadratic in a long folded header).
+    parts: list[tuple[str, list[str]]] = []
     for line in head.splitlines():
-        if line[:1] in (" ", "\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {line.strip()}")
+        if line[:1] in (" ", "\t") and parts:
+            parts[-1][1].append(line.strip())
         elif _HEADER_LINE.match(line):
             name, _, value = line.partition(":")
-            headers.append((name.strip().lower(), value.strip()))
+            parts.append((name.strip().lower(), [value.strip()]))
         else:  # not a header block after all
             return [], text
+    headers = [(name, " ".join(values)) for name, values in parts]
     if not any(name in KNOWN_HEADERS for name, _ in headers):
         return [], text  # "Question: why ..." is text, not a header
     return headers, body
@@ -232,9 +241,10 @@ class Cleaner:
         state.pop("_cache", None)
         return state
 
-    def tokens(self, text: str) -> list[str]:
-        """The cleaned tokens of one document (``clean`` joins them with spaces)."""
-        stop, keep, tokenizer = self._compiled()
+    def _prepared(self, text: str) -> str:
+        """The document after line skipping, header handling, lower-casing and e-mail/URL
+        removal: what is tokenized."""
+        _stop, keep, _tokenizer = self._compiled()
         if self.skip_lines:
             text = "\n".join(text.split("\n")[self.skip_lines :])
         if self.headers == "strip":
@@ -244,7 +254,11 @@ class Cleaner:
                 text = "\n".join([*kept, body])
         if self.lowercase:
             text = text.lower()
-        text = _drop_words(text, self.remove_emails, self.remove_urls)
+        return _drop_words(text, self.remove_emails, self.remove_urls)
+
+    def _words(self, text: str) -> list[str]:
+        """Tokens of a prepared piece of text, stop words and short tokens dropped."""
+        stop, _keep, tokenizer = self._compiled()
         if self.letters_only:
             # Same tokens as NLTK's RegexpTokenizer("[a-zA-Z]+") (a test checks this on the
             # whole corpus), several times faster: every non-ASCII character becomes "?" and
@@ -260,6 +274,27 @@ class Cleaner:
         if self.lemmatize:
             return [lemma(t) for t in words]
         return words
+
+    def token_chunks(self, text: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[list[str]]:
+        """The tokens of one document in consecutive lists, each from about ``chunk_chars``
+        characters cut at white space (tokens never span it), so a long document is never a
+        list of millions of strings at once.  Their concatenation is :meth:`tokens`."""
+        text = self._prepared(text)
+        start = 0
+        while start < len(text):
+            end = start + chunk_chars
+            if end < len(text):
+                cut = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
+                if cut < start:  # one long run without white space: cut after it
+                    found = [i for i in (text.find(" ", end), text.find("\n", end)) if i >= 0]
+                    cut = min(found) if found else len(text) - 1
+                end = cut + 1
+            yield self._words(text[start:end])
+            start = end
+
+    def tokens(self, text: str) -> list[str]:
+        """The cleaned tokens of one document (``clean`` joins them with spaces)."""
+        return [t for chunk in self.token_chunks(text) for t in chunk]
 
     def clean(self, text: str) -> str:
         return " ".join(self.tokens(text))

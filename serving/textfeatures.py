@@ -8,14 +8,16 @@ result is identical (tests compare with scikit-learn on the real corpus).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from serving import jsondoc
 from serving.text import Cleaner
 from serving.vectorize import TermVectorizer
 
@@ -29,7 +31,7 @@ def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
 
 
 def load_cleaner(path: Path) -> Cleaner:
-    state = json.loads(path.read_text())
+    state = jsondoc.loads(path.read_bytes(), str(path))
     params = dict(state["params"])
     params["keep_headers"] = tuple(params["keep_headers"])
     cleaner = Cleaner(**params)
@@ -54,10 +56,42 @@ class TextFeatures:
 
     def indices(self, text: str) -> np.ndarray:
         """Vocabulary indices of one raw document's terms (with repeats)."""
-        words = self.cleaner.tokens(text)
-        if self.direct:
-            return self.vectorizer.word_indices(words)
-        return self.vectorizer.indices(" ".join(words))
+        if not self.direct:
+            return self.vectorizer.indices(" ".join(self.cleaner.tokens(text)))
+        chunks = self.cleaner.token_chunks(text)
+        first = next(chunks, [])
+        second = next(chunks, None)
+        if second is None:  # the usual case: one chunk, looked up at once
+            return self.vectorizer.word_indices(first)
+        return self._long_indices([first, second], chunks)
+
+    def _long_indices(self, head: list[list[str]], rest: Iterator[list[str]]) -> np.ndarray:
+        """:meth:`indices` of a long document, chunk by chunk (memory bounded by a chunk).
+
+        Each chunk is looked up with the last ``n - 1`` terms of the one before it, so n-grams
+        across the cut are found; the n-grams lying wholly in those carried terms were found
+        with the previous chunk and are subtracted.  The result is the same multiset of indices
+        as one lookup of the whole document (in another order, which no caller depends on).
+        """
+        vectorizer = self.vectorizer
+        assert vectorizer.index is not None
+        overlap = vectorizer.ngram_range[1] - 1
+        found, repeated, carry = [], [], []
+        for words in itertools.chain(head, rest):
+            terms = vectorizer.word_terms(words)
+            if not terms:
+                continue
+            found.append(vectorizer.index.lookup(carry + terms))
+            if carry:
+                repeated.append(vectorizer.index.lookup(carry))
+            carry = (carry + terms)[-overlap:] if overlap else []
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        size = vectorizer.n_features
+        counts = np.bincount(np.concatenate(found), minlength=size)
+        if repeated:
+            counts -= np.bincount(np.concatenate(repeated), minlength=size)
+        return np.repeat(np.arange(size, dtype=np.int64), counts)
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.vectorizer.transform_indices([self.indices(t) for t in texts])

@@ -29,10 +29,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import MultinomialNB
 from tqdm import tqdm
 
-from serving import artifact, data, evaluate, shards
+from serving import artifact, data, evaluate, jsondoc, shards
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.cli import Parser
+from serving.errors import ModelLoadError
 from serving.featurizer import NtmFeaturizer
 from serving.hyperparameters import HyperparameterError, Hyperparameters, parse
 from serving.transformers import TextCleaner
@@ -103,19 +104,34 @@ def write_ntm_data(hp: Hyperparameters, featurizer: NtmFeaturizer, X: Any,
 def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparameters,
         test_path: str | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    check_model_dir(model_dir)  # before the data is read: refuse early, delete nothing
     splits = data.load_splits(data_path, test_path)
     train, test = splits.train, splits.test
     if test is None:  # hold out a stratified share for the reported figures
         idx = np.arange(len(train))
-        tr_idx, te_idx = train_test_split(idx, test_size=hp.test_fraction, random_state=hp.seed,
-                                          stratify=train.labels)
+        try:
+            tr_idx, te_idx = train_test_split(idx, test_size=hp.test_fraction,
+                                              random_state=hp.seed, stratify=train.labels)
+        except ValueError:
+            raise data.DataError(
+                f"{len(train)} documents in {len(train.label_names)} labels are too few to hold "
+                f"out a stratified test share of {hp.test_fraction}: every label needs at least 2 "
+                "documents and the test share at least one per label; add documents, raise "
+                "test_fraction, or give a separate test split") from None
         train, test = _subset(train, np.sort(tr_idx)), _subset(train, np.sort(te_idx))
     log.info("data: %d train, %d test documents, %d labels from %s", len(train), len(test),
              len(train.label_names), splits.source)
 
-    classifier = fit_classifier(hp, train)
-    predicted = classifier.joint_log_likelihood(test.texts).argmax(axis=1)
-    featurizer, X_ntm = fit_featurizer(hp, train)
+    try:
+        classifier = fit_classifier(hp, train)
+        predicted = classifier.joint_log_likelihood(test.texts).argmax(axis=1)
+        featurizer, X_ntm = fit_featurizer(hp, train)
+    except ValueError as exc:  # scikit-learn's vocabulary pruning on too little text
+        raise data.DataError(
+            f"no vocabulary can be built from {len(train)} training documents with these "
+            f"settings (min_df={hp.min_df}, max_df={hp.max_df}, ntm_min_df={hp.ntm_min_df}, "
+            f"ntm_max_df={hp.ntm_max_df}); add documents or relax those hyper-parameters"
+        ) from exc
     catalog = Catalog.from_corpus(train.ids, train.titles,
                                   [train.label_names[i] for i in train.labels])
 
@@ -123,7 +139,7 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     classifier.save(model_dir / "classifier")
     featurizer.save(model_dir / "ntm")
     catalog.save(model_dir / "catalog.jsonl")
-    report_dir = (output_dir or model_dir / "evaluation") / "evaluation"
+    report_dir = (output_dir or model_dir) / "evaluation"
     metrics = evaluate.write_report(test.labels, predicted, train.label_names, report_dir)
     summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n_test")}
     (model_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -146,7 +162,41 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     return {"metrics": summary, "seconds": seconds, "ntm": ntm_info}
 
 
+class ModelDirError(ValueError):
+    """A --model-dir that holds something other than a previous model of ours."""
+
+
+def check_model_dir(directory: Path) -> None:
+    """Refuse a model directory that training would have to destroy someone else's files in.
+
+    It may be missing, empty (SageMaker's ``/opt/ml/model``), or hold a previous model of ours:
+    a readable manifest and nothing but the entries a model has.
+    """
+    if not directory.exists() and not directory.is_symlink():
+        return
+    if not directory.is_dir():
+        raise ModelDirError(f"model directory {directory} exists and is not a directory")
+    entries = sorted(p.name for p in directory.iterdir())
+    if not entries:
+        return
+    foreign = [name for name in entries if name not in artifact.MODEL_ENTRIES]
+    try:
+        artifact.read_manifest(directory)
+        ours = True
+    except ModelLoadError:
+        ours = False
+    if foreign or not ours:
+        shown = ", ".join(repr(n) for n in (foreign or entries)[:5])
+        raise ModelDirError(
+            f"model directory {directory} is not empty and does not hold a previous "
+            f"sm-text-pipeline model (it has {shown}{', ...' if len(foreign) > 5 else ''}); "
+            "training would delete its contents, so it refuses: give an empty or new directory"
+        )
+
+
 def _empty_dir(directory: Path) -> None:
+    """Empty a directory :func:`check_model_dir` accepted (keep it: it may be a mount point)."""
+    check_model_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for child in directory.iterdir():
         if child.is_dir() and not child.is_symlink():
@@ -165,9 +215,9 @@ def sagemaker_hyperparameters(root: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        raw = json.loads(path.read_text())
-    except ValueError as exc:
-        raise HyperparameterError(f"{path}: not JSON ({exc})") from exc
+        raw = jsondoc.loads(path.read_bytes(), str(path))
+    except jsondoc.JSONError as exc:
+        raise HyperparameterError(exc.message) from None
     if not isinstance(raw, dict):
         raise HyperparameterError(f"{path}: expected a JSON object")
     return raw
@@ -199,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             output_dir = args.output_data_dir or sm_root / "output" / "data"
         else:
             try:
-                raw = json.loads(args.hyperparameters)
-            except ValueError as exc:
-                raise HyperparameterError(f"--hyperparameters is not JSON ({exc})") from exc
+                raw = jsondoc.loads(args.hyperparameters, "--hyperparameters")
+            except jsondoc.JSONError as exc:
+                raise HyperparameterError(exc.message) from None
             if args.model_dir is None:
                 parser.error("--model-dir is required with --data")
             data_path, test_path = args.data, args.test

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from serving import jsondoc
 from serving.termindex import TermIndex
 
 if TYPE_CHECKING:
@@ -78,13 +79,18 @@ class TermVectorizer:
         assert self.index is not None
         return self.index.lookup(self._tokens(doc))
 
+    def word_terms(self, words: list[str]) -> list[str]:
+        """The tokens :meth:`word_indices` looks up: lower-cased, one-letter words and stop
+        words dropped."""
+        if self.lowercase:
+            words = [w.lower() for w in words]
+        return self._stop([w for w in words if len(w) > 1])
+
     def word_indices(self, words: list[str]) -> np.ndarray:
         """:meth:`indices` of ``" ".join(words)`` for words of letters only, without the
         regex pass (valid when :attr:`reads_word_tokens`)."""
         assert self.index is not None
-        if self.lowercase:
-            words = [w.lower() for w in words]
-        return self.index.lookup(self._stop([w for w in words if len(w) > 1]))
+        return self.index.lookup(self.word_terms(words))
 
     def transform(self, docs: Sequence[str]) -> sp.csr_matrix:
         return self.transform_indices([self.indices(doc) for doc in docs])
@@ -161,7 +167,8 @@ class TermVectorizer:
 
     @classmethod
     def load(cls, directory: Path) -> TermVectorizer:
-        params: dict[str, Any] = json.loads((directory / "vectorizer.json").read_text())
+        params: dict[str, Any] = jsondoc.loads(
+            (directory / "vectorizer.json").read_bytes(), "vectorizer.json")
         ngram_range = (params["ngram_range"][0], params["ngram_range"][1])
         index = TermIndex.load(directory, ngram_range)
         terms = None

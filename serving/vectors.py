@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from serving import recordio
 from serving.codecs import iter_json_lines, load_json, split_lines, type_name, utf8_text
-from serving.errors import BadRequest, UnprocessableEntity
+from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, RECORDIO, TEXT_CSV, MediaType
 
 NTM_OUTPUT_HINT = (
@@ -22,6 +22,30 @@ NTM_OUTPUT_HINT = (
     "so put the topics-to-knn stage between NTM and k-NN"
 )
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_float32(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` as float32; UnprocessableEntity if any is NaN, infinite or beyond float32's
+    range (the cast runs under ``errstate``: no RuntimeWarning reaches stderr)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(values).astype(np.float32, copy=False)
+        finite = bool(np.isfinite(out).all())
+    if not finite:
+        raise UnprocessableEntity(
+            f"{what} holds NaN, an infinite value or a value beyond float32's range "
+            f"(|x| > {FLOAT32_MAX:.4g})")
+    return out
+
+
+def check_output_size(min_bytes: int, limit: int | None, advice: str) -> None:
+    """413 before an answer of at least ``min_bytes`` is built, if that is over ``limit``."""
+    if limit is not None and min_bytes > limit:
+        raise PayloadTooLarge(
+            f"the answer would be at least {min_bytes} bytes, over the response limit of "
+            f"{limit} bytes; {advice}")
 
 
 def integral(values: np.ndarray) -> np.ndarray:
@@ -141,9 +165,7 @@ def instance(inst: Any, what: str, n_features: int) -> tuple[np.ndarray, np.ndar
             raise UnprocessableEntity(f"{what} has {keys.size} keys and {values.size} values")
         if keys.size and (keys.min() < 0 or keys.max() >= n_features):
             raise UnprocessableEntity(f"{what} has a key outside 0..{n_features - 1}")
-    if not np.isfinite(values.astype(np.float64)).all():
-        raise UnprocessableEntity(f"{what} holds a non-finite value")
-    return values, keys
+    return as_float32(values, what), keys
 
 
 def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
@@ -179,7 +201,10 @@ def decode_features(body: bytes, media: MediaType, n_features: int) -> sp.csr_ma
             raise UnprocessableEntity(exc.message + hint) from None
         if M.shape[0] == 0:
             raise BadRequest("the request holds no records")
-        return M.astype(np.float32)
+        if sp.issparse(M):
+            M.data = as_float32(M.data, "the RecordIO request")
+            return M.astype(np.float32, copy=False)
+        return as_float32(M, "the RecordIO request")
     if media.type == TEXT_CSV:
         return csv_matrix(utf8_text(body), n_features)
     return json_rows(body, media, n_features)

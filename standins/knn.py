@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import jsondoc
 from standins import NOTICE
 
 CONFIG = "standin.json"
@@ -75,7 +76,7 @@ class KnnIndex:
     @classmethod
     def load(cls, model_dir: Path | str) -> KnnIndex:
         model_dir = Path(model_dir)
-        config = json.loads((model_dir / CONFIG).read_text())
+        config = jsondoc.loads((model_dir / CONFIG).read_bytes(), str(model_dir / CONFIG))
         if config.get("standin") != "knn":
             raise ValueError(f"{model_dir / CONFIG} is not a k-NN stand-in model")
         vectors = np.load(model_dir / "vectors.npy", allow_pickle=False)

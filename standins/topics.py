@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import psi
 
+from serving import jsondoc
 from standins import NOTICE
 
 CONFIG = "standin.json"
@@ -89,7 +90,7 @@ class NtmModel:
     @classmethod
     def load(cls, model_dir: Path | str) -> NtmModel:
         model_dir = Path(model_dir)
-        config = json.loads((model_dir / CONFIG).read_text())
+        config = jsondoc.loads((model_dir / CONFIG).read_bytes(), str(model_dir / CONFIG))
         if config.get("standin") != "ntm" or config.get("algorithm") not in ALGORITHMS:
             raise ValueError(f"{model_dir / CONFIG} is not an NTM stand-in model")
         lda = config["algorithm"] == "lda"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import shards
+from serving import jsondoc, shards
 from serving.cli import Parser
 from standins import knn, topics
 from standins.knn import KnnIndex
@@ -135,7 +135,7 @@ def _ntm_paths(args: argparse.Namespace) -> tuple[Path, Path | None, dict[str, A
     if args.ntm_data:
         base = Path(args.ntm_data)
         info_path = base / "ntm_data.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info = jsondoc.loads(info_path.read_bytes(), str(info_path)) if info_path.exists() else {}
         vocab = base / "auxiliary" / "vocab.txt"
         return base / "train", vocab if vocab.exists() else None, info
     if not args.train_dir:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from serving import record_pb2, recordio
-from serving.errors import BadRequest, ServingError, UnprocessableEntity
+from serving.errors import BadRequest, PayloadTooLarge, ServingError, UnprocessableEntity
 from serving.recordio import RecordIOError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,8 +284,13 @@ def test_shape_errors_are_422() -> None:
         recordio.decode_matrix(_sparse_record([0], [1.0], [2**40]))
     with pytest.raises(UnprocessableEntity, match="too wide"):
         recordio.decode_tensor_rows(_sparse_record([0], [1.0], [2**40]), "features", "values")
-    with pytest.raises(UnprocessableEntity, match="too many"):
+    with pytest.raises(PayloadTooLarge, match="more than"):
         recordio.decode_tensor_rows(_sparse_record([0], [1.0], [2**25]), "features", "values")
+    with pytest.raises(UnprocessableEntity, match="expected 20"):  # before allocating
+        recordio.decode_tensor_rows(_sparse_record([0], [1.0], [2**24]), "features", "values", 20)
+    with pytest.raises(PayloadTooLarge, match="more than 100 values"):
+        recordio.decode_tensor_rows(_sparse_record([0], [1.0], [64]) * 2, "features", "values",
+                                    64, max_values=100)
     matrix = recordio.decode_matrix(_sparse_record([0], [1.0], [2**25]))
     assert matrix.shape == (1, 2**25) and matrix.nnz == 1
     with pytest.raises(UnprocessableEntity, match="expected a vector"):

@@ -52,7 +52,8 @@ def test_cli_with_csv_and_holdout(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["n_test"] == 20 and metrics["accuracy"] > 0.8
-    assert (tmp_path / "m" / "evaluation" / "evaluation" / "metrics.json").exists()
+    assert (tmp_path / "m" / "evaluation" / "metrics.json").exists()
+    assert not (tmp_path / "m" / "evaluation" / "evaluation").exists()
 
 
 def _sagemaker_layout(root: Path, corpus: Path, hp: dict) -> None:
