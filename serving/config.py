@@ -27,6 +27,7 @@ ENV_STAGE = "SERVING_STAGE"
 ENV_MODEL_DIR = "SM_MODEL_DIR"
 ENV_MAX_BODY = "SERVING_MAX_REQUEST_BYTES"
 ENV_MAX_RECORDS = "SERVING_MAX_RECORDS"
+ENV_BATCH_CHUNK = "SERVING_BATCH_CHUNK_RECORDS"
 ENV_MAX_DOC_CHARS = "SERVING_MAX_DOC_CHARS"
 ENV_TOP_K = "SERVING_TOP_K"
 ENV_NUM_TOPICS = "SERVING_NUM_TOPICS"
@@ -95,6 +96,7 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024
     max_payload_mb: int = 6
     max_records: int = 10_000
+    batch_chunk_records: int = 10_000
     max_doc_chars: int = 100_000
     top_k: int = 3
     num_topics: int | None = None
@@ -114,6 +116,13 @@ class Settings:
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"{ENV_LOG_LEVEL}={log_level!r} is not a logging level")
         num_topics = _int(env, ENV_NUM_TOPICS, default=0, low=0, high=10_000)
+        batch = _bool(env, ENV_BATCH, False)
+        max_body = _int(env, ENV_MAX_BODY, default=default_body, low=1024, high=100 * 1024 * 1024)
+        # Batch transform packs as many records as fit in MaxPayloadInMB into one request
+        # (MultiRecord), so there the body limit bounds the work: a record is at least one byte
+        # (its newline), and the model runs over batch_chunk_records records at a time.
+        # Real-time requests keep the record limit.
+        default_records = max_body if batch else 10_000
         return cls(
             stage=stage,
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
@@ -127,15 +136,15 @@ class Settings:
             graceful_timeout=_int(env, ENV_GRACEFUL, default=20, low=1, high=28),
             keepalive=_int(env, ENV_KEEPALIVE, default=5, low=0, high=300),
             default_accept=env.get(ENV_DEFAULT_ACCEPT, "").strip(),
-            max_request_bytes=_int(
-                env, ENV_MAX_BODY, default=default_body, low=1024, high=100 * 1024 * 1024
-            ),
+            max_request_bytes=max_body,
             max_payload_mb=payload_mb,
-            max_records=_int(env, ENV_MAX_RECORDS, default=10_000, low=1, high=10_000_000),
+            max_records=_int(env, ENV_MAX_RECORDS, default=default_records, low=1,
+                             high=100 * 1024 * 1024),
+            batch_chunk_records=_int(env, ENV_BATCH_CHUNK, default=10_000, low=1, high=10_000_000),
             max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=100_000, low=1, high=10**8),
             top_k=_int(env, ENV_TOP_K, default=3, low=1, high=1000),
             num_topics=num_topics or None,
-            batch=_bool(env, ENV_BATCH, False),
+            batch=batch,
             log_level=log_level,
         )
 
