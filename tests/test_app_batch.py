@@ -159,6 +159,8 @@ def test_batch_settings_take_the_record_limit_from_the_payload() -> None:
     batch = Settings.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"})
     assert batch.max_request_bytes == 20 * 1024 * 1024
     assert batch.max_records == batch.max_request_bytes  # every record is at least its newline
+    assert batch.max_doc_chars == batch.max_request_bytes
+    assert Settings.from_env({}).max_doc_chars == 100_000
     assert batch.batch_chunk_records == 10_000
     explicit = Settings.from_env({"SAGEMAKER_BATCH": "true", "SERVING_MAX_RECORDS": "50"})
     assert explicit.max_records == 50
