@@ -10,7 +10,7 @@ OUTPUT_DIR ?= $(WORK)/output
 IMAGE ?= sm-text-pipeline:latest
 PORT ?= 8080
 
-.PHONY: help setup lint test test-fast train image run bench demo clean
+.PHONY: help setup lint test test-fast test-sdk train image run bench demo clean
 
 help:
 	@echo "make run    - set up, train on 20news, build the image, serve it, classify a sample"
@@ -29,6 +29,11 @@ lint:
 
 test-fast:
 	$(PYTHON) -m pytest -m "not docker and not aws and not slow" -q
+
+# The SageMaker Python SDK v2 (local mode) against the built image; part of `make test` too.
+test-sdk: setup
+	bash scripts/build_image.sh
+	$(PYTHON) -m pytest -m sdk -q
 
 test: setup
 	$(PYTHON) -m ruff check $(LINT_PATHS)

@@ -10,9 +10,11 @@ Nothing leaves the machine:
 - telemetry is opted out in the SDK's own config (``SageMaker.PythonSDK.Modules.TelemetryOptOut``,
   sagemaker/telemetry/telemetry_logging.py); with the fake region its emitter would stop anyway
   (it validates the region before sending);
-- a socket guard refuses any connection other than loopback and Unix sockets (the Docker daemon,
-  the container's published port) and records the attempt; the result carries the list, which
-  the tests require to be empty.
+- a socket guard refuses any name lookup or connection other than loopback and Unix sockets (the
+  Docker daemon, the container's published port) and records the attempt; the result carries the
+  list, which the tests require to be empty. (Verified: ``Transformer.transform(logs=True)``
+  makes local mode ask CloudWatch Logs, ``logs.<region>.amazonaws.com``: the tests pass
+  ``logs=False``.)
 """
 
 from __future__ import annotations
@@ -33,22 +35,34 @@ ROLE = "arn:aws:iam::000000000000:role/local-sdk-tests"
 BLOCKED: list[str] = []
 
 
+def _local(host: object) -> bool:
+    if host is None:
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return name == "localhost"
+
+
 def _guard_sockets() -> None:
-    original = socket.socket.connect
+    """Refuse (and record) name lookups and connections that would leave the machine."""
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
 
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
-                BLOCKED.append(f"{host}:{address[1]}")
-                raise OSError(f"sdk tests: connection to {host} refused (nothing leaves the host)")
-        return original(self, address)
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address[0]):
+            BLOCKED.append(f"connect {address[0]}:{address[1]}")
+            raise OSError(f"sdk tests: no connection to {address[0]} (nothing leaves the host)")
+        return connect(self, address)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _local(host):
+            BLOCKED.append(f"resolve {host}")
+            raise socket.gaierror(socket.EAI_NONAME, f"sdk tests: no lookup of {host}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.getaddrinfo = guarded_getaddrinfo
 
 
 def _environment(work: Path) -> None:

@@ -295,3 +295,20 @@ def test_whole_test_split_as_one_batch_transform(sdk: Path, tmp_path: Path, real
     print(f"batch transform of the test split: accuracy {accuracy:.4f} "
           f"(metrics.json {metrics['accuracy']:.4f})")
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
+
+
+def test_the_client_refuses_to_leave_the_machine(sdk: Path) -> None:
+    """The guard the scenarios run under: an AWS name lookup or an outside address is refused
+    and recorded (so an empty record in the other tests means nothing tried to leave)."""
+    code = ("import sys, socket; sys.path.insert(0, sys.argv[1]); import sdk_client as c\n"
+            "c._guard_sockets()\n"
+            "for target in ('logs.us-west-2.amazonaws.com', '192.0.2.1'):\n"
+            "    try:\n"
+            "        socket.create_connection((target, 443), timeout=1)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "print(c.BLOCKED)\n")
+    proc = subprocess.run([str(sdk), "-c", code, str(CLIENT.parent)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "logs.us-west-2.amazonaws.com" in proc.stdout and "192.0.2.1" in proc.stdout
