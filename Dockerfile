@@ -114,4 +114,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ping' % (os.environ.get('SAGEMAKER_BIND_TO_PORT') or '8080'), timeout=2)"]
 ENTRYPOINT ["/usr/local/bin/sm-entrypoint"]
-CMD ["--help"]
+# No default command: the entry point trains when a SageMaker training layout is mounted and
+# otherwise prints its usage and exits 2 (an empty CMD also drops the base image's `python3`).
+CMD []

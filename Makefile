@@ -10,7 +10,7 @@ OUTPUT_DIR ?= $(WORK)/output
 IMAGE ?= sm-text-pipeline:latest
 PORT ?= 8080
 
-.PHONY: help setup lint test test-fast train image run stop demo bench clean
+.PHONY: help setup lint test test-fast test-sdk train image run stop demo bench clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -26,6 +26,10 @@ lint: ## ruff over the code and the tests
 
 test-fast: ## the tests that need neither Docker nor the AWS emulation
 	$(PYTHON) -m pytest -m "not docker and not aws and not slow" -q
+
+test-sdk: setup ## the SageMaker Python SDK v2 (local mode) against the built image (in `test` too)
+	bash scripts/build_image.sh
+	$(PYTHON) -m pytest -m sdk -q
 
 test: setup ## set up, lint, build the images, run every test (what CI runs)
 	$(PYTHON) -m ruff check $(LINT_PATHS)

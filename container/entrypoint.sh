@@ -1,7 +1,10 @@
 #!/bin/sh
 # Entry point of the sm-text-pipeline image (the Dockerfile's exec-form ENTRYPOINT).
 # SageMaker starts the image as `docker run IMAGE serve` (hosting) or `docker run IMAGE train`
-# (training). Each command replaces this shell (exec), so SIGTERM from `docker stop` / SageMaker
+# (training). With no command (the Dockerfile's CMD is empty; some clients, e.g. the SageMaker
+# Python SDK v3 local trainer, start a training image without `train`), the image trains when
+# a SageMaker training layout is mounted (/opt/ml/input/config/hyperparameters.json or a channel
+# under /opt/ml/input/data/) and otherwise prints the usage and exits 2. Each command replaces this shell (exec), so SIGTERM from `docker stop` / SageMaker
 # reaches the Python process (gunicorn's arbiter for `serve`) directly.
 set -eu
 
@@ -23,6 +26,8 @@ Commands:
            /opt/ml/input/data/train (and test), writes /opt/ml/model and /opt/ml/output/data;
            on failure writes /opt/ml/output/failure and exits non-zero.
   --help   Show this message.
+  (none)   `train` if /opt/ml/input/config/hyperparameters.json or /opt/ml/input/data/*
+           exists, else this message and exit status 2.
 
 Examples:
   docker run --rm -p 127.0.0.1:8080:8080 -v "$PWD/model:/opt/ml/model:ro" sm-text-pipeline serve
@@ -30,8 +35,23 @@ Examples:
 EOF
 }
 
+# SM_ROOT is /opt/ml unless set (serving.train reads the same variable; tests use it).
+sm_root=${SM_ROOT:-/opt/ml}
+
+training_layout() {
+  [ -f "$sm_root/input/config/hyperparameters.json" ] && return 0
+  for channel in "$sm_root"/input/data/*; do
+    [ -e "$channel" ] && return 0
+  done
+  return 1
+}
+
 if [ "$#" -eq 0 ]; then
-  echo "error: no command given" >&2
+  if training_layout; then
+    echo "no command given; a SageMaker training layout is present under $sm_root: training" >&2
+    exec python -m serving.train
+  fi
+  echo "error: no command given (and no SageMaker training layout under $sm_root/input)" >&2
   usage >&2
   exit 2
 fi

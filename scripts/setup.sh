@@ -52,5 +52,26 @@ if [[ ! -f $NLTK_HOME/corpora/wordnet/lexnames || ! -f $NLTK_HOME/corpora/stopwo
   sh requirements/nltk/install.sh "$NLTK_HOME"
 fi
 
+# --- The SageMaker Python SDK v2 as a real client (tests/sdk) ----------------------------------
+# Local mode runs the image through docker compose: Debian's docker-compose (1.29, the
+# `docker-compose` command the SDK falls back to when the `docker compose` plugin is absent).
+# The SDK pins dependencies that conflict with ours, so it gets its own venv; its telemetry is
+# switched off by the tests (tests/sdk/sdk_client.py), which also keep every call on the host.
+SDK_VERSION=2.257.7   # latest 2.x on PyPI (2026-12)
+SDK_VENV=.work/sdk-venv
+if ! command -v docker-compose >/dev/null; then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "need root to install docker-compose"; exit 1
+  fi
+  log "installing docker-compose"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
+if [[ "$("$SDK_VENV/bin/python" -c 'from importlib.metadata import version; print(version("sagemaker"))' 2>/dev/null)" != "$SDK_VERSION" ]]; then
+  log "installing the SageMaker Python SDK $SDK_VERSION into $SDK_VENV"
+  python3 -m venv "$SDK_VENV"
+  "$SDK_VENV/bin/python" -m pip install -q --disable-pip-version-check "sagemaker[local]==$SDK_VERSION"
+fi
+
 bash scripts/start_dockerd.sh
 log "ready"

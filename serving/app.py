@@ -25,12 +25,27 @@ from serving.errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from serving.mediatypes import MediaType, content_type_for, negotiate, parse_content_type
+from serving.mediatypes import (
+    JSON,
+    JSONLINES,
+    RECORDIO,
+    MediaType,
+    content_type_for,
+    negotiate,
+    parse_content_type,
+)
 from serving.stages import Options, Stage, build
 
 access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.app")
 JSON_TYPE = "application/json"
+# The list every stage's application/json answer wraps its records in (its JSON Lines answer is
+# one list item per line); used to frame batch answers one record per line.
+JSON_LIST_KEYS = {"classify": "predictions", "recommend": "predictions",
+                  "ntm-features": "instances", "topics-to-knn": "instances"}
+# CreateTransformJob: MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 (API reference,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html).
+TRANSFORM_BUDGET_MB = 100
 
 
 # Clients send the same few header values over and over: parse each distinct one once.
@@ -53,6 +68,37 @@ def _request_id() -> str:
 def _with_id(response: Response, request_id: str) -> Response:
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+def execution_parameters(settings: Settings) -> dict[str, object]:
+    """What ``GET /execution-parameters`` advertises: one transform per worker, capped so that
+    ``MaxConcurrentTransforms * MaxPayloadInMB <= 100`` (a job request copying it is valid)."""
+    payload = settings.max_payload_mb
+    concurrent = max(1, min(settings.workers, TRANSFORM_BUDGET_MB // payload))
+    return {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": payload}
+
+
+def frame_batch(parts: list[bytes], media: MediaType, json_key: str) -> bytes:
+    """Batch-transform framing: exactly one line per record, in order, and no final newline.
+
+    With ``SplitType=Line`` and ``AssembleWith=Line`` SageMaker appends a newline after each
+    response ("Line: add a newline character at the end of every transformed record", API
+    TransformOutput.AssembleWith; https://docs.aws.amazon.com/sagemaker/latest/dg/
+    batch-transform.html), so a response ending with one would add a blank line per mini-batch.
+    ``parts`` are the stage's JSON Lines / CSV answers for consecutive chunks (each record a
+    line ending in a newline); application/json is framed as one ``{json_key: [record]}`` document
+    per line (what a one-record request answers); RecordIO is binary and self-delimiting.
+    """
+    body = b"".join(parts)
+    if media.type == RECORDIO:
+        return body
+    if body.endswith(b"\n"):
+        body = body[:-1]
+    if media.type == JSON:  # orjson never writes a raw newline, so lines are records
+        prefix = b'{"' + json_key.encode() + b'":['
+        body = prefix + body.replace(b"\n", b"]}\n" + prefix) + b"]}"
+    return body
 
 
 def _read_body(limit: int) -> bytes:
@@ -116,29 +162,42 @@ class Server:
             raise BadRequest("the request body is empty")
         records = stage.decode(body, media)
         t1 = time.perf_counter()
-        result = stage.run(records, options)
-        t2 = time.perf_counter()
-        out = stage.encode(result, out_media)
+        if self.settings.batch:
+            out, model_s = self._batch(records, options, out_media)
+        else:
+            result = stage.run(records, options)
+            model_s = time.perf_counter() - t1
+            out = stage.encode(result, out_media)
         if len(out) > self.settings.max_response_bytes:  # the stages refuse most cases earlier
             raise PayloadTooLarge(
                 f"the answer is {len(out)} bytes, over the response limit of "
                 f"{self.settings.max_response_bytes} bytes; send fewer records per request")
         if timings is not None:
             timings.update(decode_ms=round((t1 - t0) * 1e3, 3),
-                           model_ms=round((t2 - t1) * 1e3, 3),
-                           encode_ms=round((time.perf_counter() - t2) * 1e3, 3))
+                           model_ms=round(model_s * 1e3, 3),
+                           encode_ms=round((time.perf_counter() - t1 - model_s) * 1e3, 3))
         return out, _content_type_for(out_media), stage.count(records)
+
+    def _batch(self, records: object, options: Options, out_media: MediaType,
+               ) -> tuple[bytes, float]:
+        """Batch mode: the model over ``batch_chunk_records`` records at a time (bounded memory
+        for a MultiRecord request of many short lines), answers framed one line per record."""
+        stage, step = self.stage, self.settings.batch_chunk_records
+        part_media = MediaType(JSONLINES, out_media.params) if out_media.type == JSON else out_media
+        parts, model_s = [], 0.0
+        for start in range(0, stage.count(records), step):
+            t = time.perf_counter()
+            result = stage.run(records[start:start + step], options)  # type: ignore[index]
+            model_s += time.perf_counter() - t
+            parts.append(stage.encode(result, part_media))
+        return frame_batch(parts, out_media, JSON_LIST_KEYS[stage.name]), model_s
 
 
 def create_app(server: Server) -> Flask:
     app = Flask("serving")
     settings = server.settings
     stage_name = server.stage.name
-    execution_parameters = orjson.dumps({
-        "MaxConcurrentTransforms": settings.workers,
-        "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": settings.max_payload_mb,
-    })
+    execution_params_body = orjson.dumps(execution_parameters(settings))
 
     @app.get("/ping")
     def ping() -> Response:
@@ -148,7 +207,7 @@ def create_app(server: Server) -> Flask:
 
     @app.get("/execution-parameters")
     def execution_params() -> Response:
-        return Response(execution_parameters, status=200, content_type=JSON_TYPE)
+        return Response(execution_params_body, status=200, content_type=JSON_TYPE)
 
     @app.post("/invocations")
     def invocations() -> Response:

@@ -6,9 +6,13 @@ Input formats of :func:`decode_texts`:
   ``SplitType=Line``) every line is a document, split on ``\\n`` only (a ``\\r`` before it is
   dropped); one final newline ends the last line rather than starting a new one, and an empty or
   blank line is kept as an empty (or blank) document so the output keeps one line per input line.
-- ``text/csv``: RFC 4180, no header, one record per row, the text is the first column (quoted
-  fields may hold commas, quotes and newlines); blank rows are skipped, or are empty documents with
-  ``lines_are_records``.
+- ``text/csv``: RFC 4180, one record per row (quoted fields may hold commas, quotes and newlines);
+  blank rows are skipped, or are empty documents with ``lines_are_records``.  RFC 4180's optional
+  ``header`` parameter (section 3: ``header=present|absent``; RFC 7111 section 3 repeats it)
+  says whether the first row is a header.  ``header=present``: the text is the column named
+  ``text`` (the training CSV's convention), rows after the header in order.  Absent or
+  ``header=absent`` (RFC 4180 leaves the default to the implementation; ours is absent, the
+  form SageMaker's own algorithms read): no header, the text is the first column.
 - ``application/json``: ``{"instances": [...]}`` whose items are strings or ``{"text": ...}``
   objects, or a bare string, a bare ``{"text": ...}`` object, or a bare list of items.
 - JSON Lines: one JSON string or ``{"text": ...}`` object per line; blank lines are skipped, or are
@@ -154,14 +158,44 @@ def _json_texts(text: str, max_records: int) -> list[str]:
     return [_text_of(item, f"instance {i}") for i, item in enumerate(items, start=1)]
 
 
-def _csv_texts(text: str, keep_blank: bool, max_records: int) -> list[str]:
+TEXT_COLUMN = "text"
+
+
+def csv_has_header(media: MediaType) -> bool:
+    """RFC 4180 section 3: text/csv parameter ``header`` is ``present`` or ``absent`` (default)."""
+    value = media.param("header")
+    if value is None or value.strip().lower() == "absent":
+        return False
+    if value.strip().lower() == "present":
+        return True
+    raise UnsupportedMediaType(
+        f"text/csv parameter header={value[:40]!r} is not 'present' or 'absent' (RFC 4180)")
+
+
+def _text_column(header: list[str]) -> int:
+    names = [name.strip().lower() for name in header]
+    if TEXT_COLUMN not in names:
+        raise BadRequest(f'the CSV header (header=present) has no "{TEXT_COLUMN}" column; '
+                         f"it has {len(header)} columns")
+    return names.index(TEXT_COLUMN)
+
+
+def _csv_texts(text: str, keep_blank: bool, max_records: int, header: bool = False) -> list[str]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     docs: list[str] = []
+    column = 0 if not header else None
     try:
         for row in reader:
+            if column is None:  # the header row (blank lines before it are skipped)
+                if row:
+                    column = _text_column(row)
+                continue
             if not row and not keep_blank:
                 continue  # a blank line
-            docs.append(row[0] if row else "")
+            if row and column >= len(row):
+                raise BadRequest(f"CSV line {reader.line_num} has {len(row)} fields; the "
+                                 f'"{TEXT_COLUMN}" column is field {column + 1}')
+            docs.append(row[column] if row else "")
             check_count(len(docs), max_records)
     except csv.Error as exc:
         raise BadRequest(f"malformed CSV at line {reader.line_num}: {exc}") from None
@@ -195,7 +229,7 @@ def decode_texts(
                 raise BadRequest("the document is empty")
             docs = [text]
     elif media.type == TEXT_CSV:
-        docs = _csv_texts(text, lines_are_records, max_records)
+        docs = _csv_texts(text, lines_are_records, max_records, csv_has_header(media))
     elif media.type == JSON:
         docs = _json_texts(text, max_records)
     else:

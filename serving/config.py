@@ -27,6 +27,7 @@ ENV_STAGE = "SERVING_STAGE"
 ENV_MODEL_DIR = "SM_MODEL_DIR"
 ENV_MAX_BODY = "SERVING_MAX_REQUEST_BYTES"
 ENV_MAX_RECORDS = "SERVING_MAX_RECORDS"
+ENV_BATCH_CHUNK = "SERVING_BATCH_CHUNK_RECORDS"
 ENV_MAX_DOC_CHARS = "SERVING_MAX_DOC_CHARS"
 ENV_MAX_RESPONSE = "SERVING_MAX_RESPONSE_BYTES"
 ENV_MAX_VALUES = "SERVING_MAX_VALUES"
@@ -54,7 +55,8 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "client_timeout": (1, 300, ENV_CLIENT_TIMEOUT),
     "max_request_bytes": (1024, 100 * 1024 * 1024, ENV_MAX_BODY),
     "max_payload_mb": (1, 100, ENV_MAX_PAYLOAD_MB),
-    "max_records": (1, 10_000_000, ENV_MAX_RECORDS),
+    "max_records": (1, 100 * 1024 * 1024, ENV_MAX_RECORDS),
+    "batch_chunk_records": (1, 10_000_000, ENV_BATCH_CHUNK),
     "max_doc_chars": (1, 10**9, ENV_MAX_DOC_CHARS),
     "max_response_bytes": (1024, 1024 * 1024 * 1024, ENV_MAX_RESPONSE),
     "max_values": (1024, 1 << 31, ENV_MAX_VALUES),
@@ -122,6 +124,7 @@ class Settings:
     max_request_bytes: int = 6 * 1024 * 1024
     max_payload_mb: int = 6
     max_records: int = 10_000
+    batch_chunk_records: int = 10_000
     max_doc_chars: int = 6 * 1024 * 1024
     max_response_bytes: int = 6 * 1024 * 1024
     max_values: int = 1 << 22
@@ -158,6 +161,12 @@ class Settings:
         # A batch job sends up to MaxPayloadInMB per request; a real-time endpoint 6 MB.
         default_body = max(6 * 1024 * 1024, payload_mb * 1024 * 1024)
         max_body = _int(env, ENV_MAX_BODY, default=default_body)
+        batch = _bool(env, ENV_BATCH, False)
+        # Batch transform packs as many records as fit in MaxPayloadInMB into one request
+        # (MultiRecord), so there the body limit bounds the work: a record is at least one byte
+        # (its newline), and the model runs over batch_chunk_records records at a time.
+        # Real-time requests keep SERVING_MAX_RECORDS.
+        default_records = max_body if batch else 10_000
         return cls(
             stage=env.get(ENV_STAGE, "").strip() or "classify",
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
@@ -171,7 +180,10 @@ class Settings:
             default_accept=env.get(ENV_DEFAULT_ACCEPT, "").strip(),
             max_request_bytes=max_body,
             max_payload_mb=payload_mb,
-            max_records=_int(env, ENV_MAX_RECORDS, default=10_000),
+            max_records=_int(env, ENV_MAX_RECORDS, default=default_records),
+            batch_chunk_records=_int(env, ENV_BATCH_CHUNK, default=10_000),
+            # A document may be as long as the body (the 20news test split holds a
+            # 160,616-character post).
             max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=max_body),
             # SageMaker's real-time response limit is 6 MB; a batch job's answer may be as
             # large as its request.
@@ -181,7 +193,7 @@ class Settings:
             max_values=_int(env, ENV_MAX_VALUES, default=max(1 << 22, max_body // 2)),
             top_k=_int(env, ENV_TOP_K, default=3),
             num_topics=_int(env, ENV_NUM_TOPICS, default=0) or None,
-            batch=_bool(env, ENV_BATCH, False),
+            batch=batch,
             log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
             front_end=env.get(ENV_FRONT_END, "").strip().lower() or "nginx",
             client_timeout=_int(env, ENV_CLIENT_TIMEOUT, default=10),

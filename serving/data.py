@@ -22,6 +22,7 @@ from serving.text import subject_of
 
 FETCH_SPEC = "sklearn:20newsgroups"
 TABLE_SUFFIXES = (".csv", ".jsonl", ".jsonlines", ".ndjson")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 csv.field_size_limit(1 << 30)
 
 
@@ -177,6 +178,33 @@ def load_table(path: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _archives_in(path: Path) -> list[Path]:
+    """The 20news archives directly in a folder (a SageMaker channel holding the archive)."""
+    return sorted(p for p in path.iterdir() if not p.name.startswith(".") and _is_archive(p))
+
+
+def _read_archives(paths: list[Path]) -> dict[str, list[tuple[str, str, bytes]]]:
+    """The splits of one or more archives, merged by split folder name."""
+    splits: dict[str, list[tuple[str, str, bytes]]] = {}
+    for path in paths:
+        for name, items in _read_tar(path).items():
+            splits.setdefault(name, []).extend(items)
+    return splits
+
+
+def _one_archive_split(paths: list[Path], where: Path) -> list[tuple[str, str, str, str]]:
+    """One split from a folder of archives: they must hold a single split folder."""
+    splits = _read_archives(paths)
+    if len(splits) != 1:
+        raise DataError(f"{where}: the archives hold several splits {sorted(splits)}; "
+                        "give this split alone")
+    return _newsgroup_rows(next(iter(splits.values())))
+
+
 def _table_dir(path: Path) -> list[tuple[str, str, str, str]] | None:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
     return [row for f in files for row in load_table(f)] if files else None
@@ -191,7 +219,21 @@ def load_one(path: Path) -> list[tuple[str, str, str, str]]:
     if not path.is_dir():
         raise DataError(f"{path}: no such file or directory")
     rows = _table_dir(path)
-    return rows if rows is not None else _newsgroup_rows(_read_group_dir(path))
+    if rows is not None:
+        return rows
+    archives = _archives_in(path)
+    if archives and not any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        return _one_archive_split(archives, path)
+    return _newsgroup_rows(_read_group_dir(path))
+
+
+def _channel_archives(path: Path) -> list[Path]:
+    if not path.is_dir() or any(
+        (p.is_dir() and not p.name.startswith(".")) or p.suffix.lower() in TABLE_SUFFIXES
+        for p in path.iterdir()
+    ):
+        return []
+    return _archives_in(path)
 
 
 def load_splits(data: str, test: str | None = None) -> Splits:
@@ -200,10 +242,12 @@ def load_splits(data: str, test: str | None = None) -> Splits:
     if data == FETCH_SPEC:
         return _fetch()
     path = Path(data)
-    name = path.name.lower()
     test_rows = None
-    if path.is_file() and (name.endswith((".tar.gz", ".tgz", ".tar"))):
-        train_items, test_items = _pick_splits(_read_tar(path), str(path))
+    # A folder holding archives and nothing else to read (SageMaker's train channel with
+    # 20news-bydate.tar.gz in it) is read as those archives.
+    archives = [path] if _is_archive(path) else _channel_archives(path)
+    if archives:
+        train_items, test_items = _pick_splits(_read_archives(archives), str(path))
         train_rows = _newsgroup_rows(train_items)
         test_rows = _newsgroup_rows(test_items) if test_items else None
     elif path.is_dir() and any("train" in p.name.lower() and p.is_dir() for p in path.iterdir()):

@@ -21,7 +21,15 @@ from serving.errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, TEXT_PLAIN, MediaType
+from serving.mediatypes import (
+    JSON,
+    JSONLINES,
+    RECORDIO,
+    TEXT_CSV,
+    TEXT_PLAIN,
+    MediaType,
+    parse_content_type,
+)
 
 SECRET = "SECRET-7f3a"
 LIMITS = {"max_records": 100, "max_doc_chars": 1000}
@@ -31,7 +39,8 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=3
 
 def decode(body: bytes | str, media: str, **kw: object) -> list[str]:
     data = body.encode("utf-8") if isinstance(body, str) else body
-    return decode_texts(data, MediaType(media), **{**LIMITS, **kw})  # type: ignore[arg-type]
+    parsed = parse_content_type(media) if ";" in media else MediaType(media)
+    return decode_texts(data, parsed, **{**LIMITS, **kw})  # type: ignore[arg-type]
 
 
 # --- text/plain --------------------------------------------------------------------------------
@@ -74,6 +83,32 @@ def test_csv_first_column_with_quotes_and_newlines() -> None:
     body = 'plain,1\n"with, comma",2\n\n"multi\nline ""quoted""",3\r\nlast'
     assert decode(body, TEXT_CSV) == ["plain", "with, comma", 'multi\nline "quoted"', "last"]
     assert decode("a\n\nb\n", TEXT_CSV, lines_are_records=True) == ["a", "", "b"]
+
+
+def test_csv_header_parameter_rfc4180() -> None:
+    """RFC 4180 section 3: ``header=present|absent``; with a header, the ``text`` column."""
+    body = 'id,text,title\r\n7,"first, doc",a\r\n3,second doc,b\r\n9,"third\ndoc",c\r\n'
+    assert decode(body, "text/csv; header=present") == ["first, doc", "second doc", "third\ndoc"]
+    assert decode(body, 'text/csv; header="Present"; charset=utf-8')[0] == "first, doc"
+    # No parameter, or header=absent: no header row, the first column (our documented default).
+    assert decode(body, "text/csv") == ["id", "7", "3", "9"]
+    assert decode(body, "text/csv; header=absent") == ["id", "7", "3", "9"]
+    # Blank rows in batch mode stay empty documents after the header; a blank line before the
+    # header is skipped.
+    assert decode("\ntext\na\n\nb\n", "text/csv; header=present", lines_are_records=True) == [
+        "a", "", "b"]
+    assert decode(" Text ,label\nhello,x\n", "text/csv; header=present") == ["hello"]
+
+
+@pytest.mark.parametrize(("body", "media", "error", "match"), [
+    ("id,body\n1,x\n", "text/csv; header=present", BadRequest, 'no "text" column'),
+    ("id,text\n1\n", "text/csv; header=present", BadRequest, "line 2 has 1 fields"),
+    ("text\n", "text/csv; header=present", BadRequest, "no documents"),
+    ("a\n", "text/csv; header=yes", UnsupportedMediaType, "header='yes'"),
+])
+def test_csv_header_errors(body: str, media: str, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        decode(body, media)
 
 
 def test_malformed_csv_names_the_line() -> None:

@@ -85,3 +85,57 @@ def test_real_archive_counts() -> None:
     need_real_data()
     splits = load_splits(str(DATA_TGZ))
     assert (len(splits.train), len(splits.test), len(splits.train.label_names)) == (11314, 7532, 20)
+
+
+def _archive(path: Path, corpus: Path, *splits: str) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for split in splits:
+            tar.add(corpus / split, arcname=f"./{split}")
+    return path
+
+
+def test_channel_folder_holding_the_archive(tmp_path: Path, tiny_corpus: Path) -> None:
+    """SageMaker's train channel with the 20news archive in it (as uploaded) is read as the
+    archive: its train split, and its test split unless a test channel is given."""
+    channel = tmp_path / "train"
+    channel.mkdir()
+    _archive(channel / "20news-bydate.tar.gz", tiny_corpus, "tiny-train", "tiny-test")
+    splits = load_splits(str(channel))
+    assert len(splits.train) == 120 and splits.test is not None and len(splits.test) == 40
+    # A test channel holding a one-split archive replaces the archive's test split.
+    test_channel = tmp_path / "test"
+    test_channel.mkdir()
+    _archive(test_channel / "only-test.tgz", tiny_corpus, "tiny-test")
+    assert len(load_splits(str(channel), str(test_channel)).test) == 40
+
+
+def test_channel_folder_holding_one_archive_per_split(tmp_path: Path, tiny_corpus: Path) -> None:
+    channel = tmp_path / "train"
+    channel.mkdir()
+    _archive(channel / "a-train.tar.gz", tiny_corpus, "tiny-train")
+    _archive(channel / "b-test.tar", tiny_corpus, "tiny-test")
+    splits = load_splits(str(channel))
+    assert (len(splits.train), len(splits.test)) == (120, 40)
+
+
+def test_channel_archive_errors(tmp_path: Path, tiny_corpus: Path) -> None:
+    both = tmp_path / "test"
+    both.mkdir()
+    _archive(both / "all.tar.gz", tiny_corpus, "tiny-train", "tiny-test")
+    with pytest.raises(DataError, match="several splits"):
+        load_splits(str(tiny_corpus / "tiny-train"), str(both))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "20news.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="not a readable tar"):
+        load_splits(str(broken))
+
+
+@pytest.mark.data
+def test_real_archive_in_a_channel_folder(tmp_path: Path) -> None:
+    need_real_data()
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / DATA_TGZ.name).symlink_to(DATA_TGZ)
+    splits = load_splits(str(channel))
+    assert (len(splits.train), len(splits.test)) == (11314, 7532)

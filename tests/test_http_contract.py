@@ -217,6 +217,25 @@ def test_errors_are_typed_json(servers, stage: str) -> None:
         assert response.headers["Content-Type"] == "application/json"
 
 
+def test_csv_header_present_is_not_a_document(servers) -> None:
+    """RFC 4180 ``header=present``: 6 documents under a header give 6 predictions, in order
+    (the text is the ``text`` column); without the parameter there is no header row."""
+    docs = [DOCS[i % 2] for i in range(6)]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "text"])
+    writer.writerows([str(i), d] for i, d in enumerate(docs))
+    with_header = servers["classify"].post(out.getvalue(), "text/csv; header=present",
+                                           "application/jsonlines")
+    assert with_header.status_code == 200, with_header.text
+    bare = io.StringIO()
+    csv.writer(bare).writerows([d] for d in docs)
+    plain = servers["classify"].post(bare.getvalue(), "text/csv", "application/jsonlines")
+    assert _predictions(with_header, 6) == _predictions(plain, 6)
+    no_text = servers["classify"].post("id,body\n1,x\n", "text/csv; header=present")
+    assert no_text.status_code == 400 and "text" in no_text.json()["message"]
+
+
 def test_paths_methods_and_ping(servers) -> None:
     import requests
 

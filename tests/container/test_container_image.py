@@ -61,11 +61,16 @@ def test_help_prints_usage(docker_client: Any, image: Any) -> None:
     assert "serve" in out and "train" in out and "Usage" in out
 
 
-def test_default_command_is_help(docker_client: Any, image: Any) -> None:
+def test_no_command_without_training_layout_fails_with_usage(docker_client: Any,
+                                                              image: Any) -> None:
+    """``docker run IMAGE`` (no command, no /opt/ml/input): usage on stderr and exit 2, never a
+    silent success (a client that starts the image without ``train`` must see the failure)."""
+    assert not image.attrs["Config"].get("Cmd")  # empty CMD: not even the base image's python3
     container = docker_client.containers.run(image.id, detach=True, network_mode="none")
     try:
-        assert container.wait(timeout=60)["StatusCode"] == 0
-        assert "Usage" in container.logs().decode()
+        assert container.wait(timeout=60)["StatusCode"] == 2
+        err = container.logs(stdout=False, stderr=True).decode()
+        assert "no command given" in err and "Usage" in err
     finally:
         container.remove(force=True)
 
