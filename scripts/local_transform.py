@@ -43,7 +43,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from threading import Event
+from threading import Event, Lock
 from typing import Any
 
 from scripts.local_batch_split import SplitError, mini_batches
@@ -89,7 +89,8 @@ class TransformJob:
         client = desc.get("ModelClientConfig") or {}
         self.retries = int(client.get("InvocationsMaxRetries", 3))
         self.timeout = float(client.get("InvocationsTimeoutInSeconds", 600))
-        self.requests = 0
+        self.requests = self.in_flight = self.peak = 0
+        self.counter = Lock()
 
     def log(self, line: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
@@ -112,7 +113,9 @@ class TransformJob:
         finally:
             self.deployer.teardown(self.dep)
         seconds = time.monotonic() - started
-        say(f"transform job {self.name}: {status} in {seconds:.1f} s, {self.requests} requests")
+        done = f"{status} in {seconds:.1f} s: {self.requests} requests, at most {self.peak} at once"
+        say(f"transform job {self.name}: {done}")
+        self.log(done)
         if reason:
             self.log(reason)
         return status, reason[:1024]
@@ -251,13 +254,19 @@ class TransformJob:
         for attempt in range(1 + self.retries):
             if self.stop.is_set():
                 raise JobStopped
-            try:
+            with self.counter:
                 self.requests += 1
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+            try:
                 return chain(self.dep.boxes, body, content_type, accept, self.timeout, chunked)
             except CallFailed as exc:
                 failure = exc
                 self.log(f"attempt {attempt + 1}: {exc.status or 'no answer'} from "
                          f"{exc.hostname}: {exc.message[:300]}")  # fmt: skip
+            finally:
+                with self.counter:
+                    self.in_flight -= 1
         raise failure
 
 
