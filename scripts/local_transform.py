@@ -239,7 +239,10 @@ class TransformJob:
             raise JobStopped
         out_bucket, out_prefix = s3_split(tout["S3OutputPath"])
         out_key = f"{out_prefix.rstrip('/')}/{rel}.out".lstrip("/")
-        s3.put_object(Bucket=out_bucket, Key=out_key, Body=out)
+        try:
+            s3.put_object(Bucket=out_bucket, Key=out_key, Body=out)
+        except Exception as exc:  # e.g. no such bucket: the job cannot write its output
+            self.fail(where, f"ClientError: cannot write s3://{out_bucket}/{out_key}: {exc}")
         self.log(f"{where}: {len(batches)} requests, {len(out)} bytes -> {out_bucket}/{out_key}")
 
     def fail(self, where: str, what: str) -> None:

@@ -42,7 +42,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformStack]:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("la-transform")
     try:
-        yield start(work)
+        started = start(work)
+        started.bucket("bt-out")  # SageMaker writes into an existing bucket
+        yield started
     finally:
         stop(work)
 
@@ -94,7 +96,7 @@ def reference(
 # -- MultiRecord, SplitType=Line, AssembleWith=Line ---------------------------------------------
 @pytest.fixture(scope="module")
 def multi(stack: TransformStack, model: str) -> dict[str, Any]:
-    texts = documents(2400)  # ~1.2 MB: two mini-batches of at most 1 MB
+    texts = documents(3000)  # ~1.2 MB: two mini-batches of at most 1 MiB
     data = jsonl(texts)
     stack.put("s3://bt-in/multi/docs.jsonl", data)
     args = ["--input", "s3://bt-in/multi/", "--output", "s3://bt-out/multi/"]

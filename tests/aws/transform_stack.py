@@ -90,12 +90,15 @@ class TransformStack:
             sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer=box)
         return name
 
-    def put(self, uri: str, body: bytes) -> None:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
+    def bucket(self, name: str) -> None:
         s3 = self.client("s3")
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-            s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
+            s3.create_bucket(Bucket=name)
+
+    def put(self, uri: str, body: bytes) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        self.bucket(bucket)
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
     def get(self, uri: str) -> bytes:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
