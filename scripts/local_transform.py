@@ -21,7 +21,7 @@ model (TransformInput, TransformOutput, ModelClientConfig), DG batch-transform-e
    ``MaxConcurrentTransforms`` at a time. A failed request (non-2xx, timeout, no answer) is tried
    again up to ``ModelClientConfig.InvocationsMaxRetries`` times (default 3), each with
    ``InvocationsTimeoutInSeconds`` (default 600); our retries follow at once (AWS's back-off is
-   UNCONFIRMED).
+   UNCONFIRMED). The HTTP side: scripts/local_transform_http.py.
 4. Output: the responses of an object in input order, each followed by ``\\n`` with
    ``AssembleWith=Line`` ("To add a newline character at the end of every transformed record,
    specify Line") and nothing with ``None``; nothing is stripped or added otherwise, so a
@@ -38,7 +38,6 @@ model (TransformInput, TransformOutput, ModelClientConfig), DG batch-transform-e
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +46,11 @@ from threading import Event, Lock
 from typing import Any
 
 from scripts.local_batch_split import SplitError, mini_batches
-from scripts.local_deploy import Box, Deployer, DeployError, Deployment, say
+from scripts.local_deploy import Deployer, DeployError, Deployment, say
+from scripts.local_transform_http import CallFailed, chain, execution_parameters
 from scripts.moto_transform import payload_rule_violation
 
 STRATEGY_ENV = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
-STRATEGY_API = {v: k for k, v in STRATEGY_ENV.items()}
 DEFAULTS = {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 6, "BatchStrategy": "MultiRecord"}
 STARTUP_TIMEOUT = 600.0
 AWS_REASON = "ClientError: See job logs for more information"
@@ -63,14 +62,6 @@ class JobFailed(Exception):
 
 class JobStopped(Exception):
     pass
-
-
-class CallFailed(Exception):
-    """A request that got no 2xx: the status (0: no answer), the message, which container."""
-
-    def __init__(self, status: int, message: str, hostname: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.hostname = status, message, hostname
 
 
 def s3_split(uri: str) -> tuple[str, str]:
@@ -142,7 +133,7 @@ class TransformJob:
             raise JobFailed(reason) from None
         return self.limits(self.dep.boxes[0])
 
-    def limits(self, box: Box) -> dict[str, Any]:
+    def limits(self, box: Any) -> dict[str, Any]:
         given = {k: v for k, v in self.desc.items() if k in DEFAULTS and v not in (None, "")}
         if given.get("MaxConcurrentTransforms") == 0:  # 0 means unset (API reference)
             del given["MaxConcurrentTransforms"]
@@ -271,61 +262,6 @@ class TransformJob:
                 with self.counter:
                     self.in_flight -= 1
         raise failure
-
-
-def chain(
-    boxes: list[Box],
-    body: bytes,
-    content_type: str | None,
-    accept: str | None,
-    timeout: float,
-    chunked: bool = False,
-) -> bytes:
-    """POST /invocations through the containers in order; the last body, or CallFailed."""
-    for i, box in enumerate(boxes):
-        last = i == len(boxes) - 1
-        headers = {"Content-Type": content_type} if content_type else {}
-        if last and accept:
-            headers["Accept"] = accept
-        elif not last:
-            headers["Accept"] = "*/*"
-        conn = http.client.HTTPConnection("127.0.0.1", box.host_port, timeout=timeout)
-        try:
-            if chunked:
-                conn.request("POST", "/invocations", iter([body]), headers, encode_chunked=True)
-            else:
-                conn.request("POST", "/invocations", body, headers)
-            resp = conn.getresponse()
-            answer = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise CallFailed(0, f"{type(exc).__name__}: {exc}", box.hostname) from None
-        finally:
-            conn.close()
-        if not 200 <= resp.status < 300:
-            raise CallFailed(resp.status, answer.decode("utf-8", "replace")[:600], box.hostname)
-        body, content_type = answer, resp.getheader("Content-Type")
-    return body
-
-
-def execution_parameters(box: Box) -> dict[str, Any]:
-    """What the container answers at GET /execution-parameters, checked; {} when nothing."""
-    conn = http.client.HTTPConnection("127.0.0.1", box.host_port, timeout=5)
-    try:
-        conn.request("GET", "/execution-parameters")
-        resp = conn.getresponse()
-        doc = json.loads(resp.read()) if resp.status == 200 else {}
-    except (OSError, http.client.HTTPException, ValueError):
-        return {}
-    finally:
-        conn.close()
-    found: dict[str, Any] = {}
-    if isinstance(doc.get("MaxConcurrentTransforms"), int) and doc["MaxConcurrentTransforms"] > 0:
-        found["MaxConcurrentTransforms"] = doc["MaxConcurrentTransforms"]
-    if isinstance(doc.get("MaxPayloadInMB"), int) and doc["MaxPayloadInMB"] >= 0:
-        found["MaxPayloadInMB"] = doc["MaxPayloadInMB"]
-    if doc.get("BatchStrategy") in STRATEGY_API:
-        found["BatchStrategy"] = STRATEGY_API[doc["BatchStrategy"]]
-    return found
 
 
 def data_log(work: Path, job: str) -> Path:

@@ -1,4 +1,4 @@
-"""scripts/local_transform.py's request chain, against two small HTTP servers on 127.0.0.1.
+"""scripts/local_transform_http.py: the request chain, against two small HTTP servers on 127.0.0.1.
 
 A pipeline model in batch transform: the job's ContentType to the first container, each response
 and its Content-Type to the next, the job's Accept to the last only; a non-2xx or no answer is a
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from scripts.local_deploy import Box
-from scripts.local_transform import CallFailed, chain
+from scripts.local_transform_http import CallFailed, chain
 
 
 def make_handler(seen: list[dict[str, Any]], status: int, out_type: str) -> type:
