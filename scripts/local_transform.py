@@ -178,21 +178,32 @@ class TransformJob:
         return [(bucket, key, key[len(folder) :]) for key in sorted(found)]
 
     def transform_all(self, limits: dict[str, Any]) -> None:
-        first_failure = ""
-        with ThreadPoolExecutor(limits["MaxConcurrentTransforms"]) as pool:
-            for bucket, key, relative in self.inputs():
-                if self.stop.is_set():
-                    raise JobStopped
+        """Objects side by side (at most MaxConcurrentTransforms of them in memory), their
+        mini-batches through one pool: at most MaxConcurrentTransforms requests at once."""
+        width = limits["MaxConcurrentTransforms"]
+        failures: list[str] = []
+        with ThreadPoolExecutor(width) as requests, ThreadPoolExecutor(width) as objects:
+            jobs = [
+                objects.submit(self.transform_object, requests, limits, *found)
+                for found in self.inputs()
+            ]
+            for job in jobs:
                 try:
-                    self.transform_object(pool, limits, bucket, key, relative)
+                    job.result()
                 except JobFailed as exc:
-                    first_failure = first_failure or str(exc)
-        if first_failure:
-            raise JobFailed(first_failure)
+                    failures.append(str(exc))
+                except JobStopped:
+                    for other in jobs:
+                        other.cancel()
+                    raise
+        if failures:
+            raise JobFailed(failures[0])  # the first object (in key order) that failed
 
     def transform_object(
         self, pool: ThreadPoolExecutor, limits: dict[str, Any], bucket: str, key: str, rel: str
     ) -> None:
+        if self.stop.is_set():
+            raise JobStopped
         s3 = self.deployer.aws("s3")
         where = f"{bucket}/{key}"
         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
