@@ -4,10 +4,12 @@
       --execution-parameters-url http://127.0.0.1:8080
 
 One record per line in, one result per line out, in order: SplitType=Line, AssembleWith=Line,
-BatchStrategy=MultiRecord. MaxPayloadInMB and MaxConcurrentTransforms come from
---max-payload-mb / --max-concurrent, else from what a running container answers at
-<url>/execution-parameters ({"MaxConcurrentTransforms": N, "BatchStrategy": "MULTI_RECORD",
-"MaxPayloadInMB": M}), else 6 MB and 1.
+BatchStrategy=MultiRecord by default (--split-type, --assemble-with, --strategy change them).
+MaxPayloadInMB and MaxConcurrentTransforms come from --max-payload-mb / --max-concurrent, else
+from what a running container answers at <url>/execution-parameters ({"MaxConcurrentTransforms":
+N, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": M}), else 6 MB and 1. CreateTransformJob
+allows MaxPayloadInMB <= 100 and MaxConcurrentTransforms * MaxPayloadInMB <= 100: values you give
+that break it are refused; advertised ones keep the payload and lower the concurrency to fit.
 Model: --model NAME (the MODEL_NAME endpoints.py printed), or --image and --model-data (and
 --role) to create one for SERVING_STAGE=--stage. Waits with progress unless --no-wait and
 prints FailureReason when the job fails. An existing --job-name is reported, not restarted.
@@ -39,6 +41,10 @@ from scripts.sm_resources import (
 )
 
 STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+# CreateTransformJob, MaxPayloadInMB: "The value of MaxPayloadInMB cannot be greater than 100 MB.
+# If you specify the MaxConcurrentTransforms parameter, the value of (MaxConcurrentTransforms *
+# MaxPayloadInMB) also cannot exceed 100 MB." (API reference; botocore's sagemaker model)
+PAYLOAD_CAP_MB = 100
 
 
 def execution_parameters(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -59,32 +65,59 @@ def execution_parameters(url: str, timeout: float = 5.0) -> dict[str, Any]:
     if strategy not in STRATEGIES:
         raise ScriptError(f"{full}: BatchStrategy {strategy!r} is not one of {list(STRATEGIES)}")
     log(f"{full}: {data}")
-    return {"MaxPayloadInMB": payload, "MaxConcurrentTransforms": concurrent}
+    return {
+        "MaxPayloadInMB": payload,
+        "MaxConcurrentTransforms": concurrent,
+        "BatchStrategy": STRATEGIES[strategy],
+    }
+
+
+def job_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """MaxPayloadInMB, MaxConcurrentTransforms, BatchStrategy: flags > container > defaults,
+    within CreateTransformJob's rule (payload <= 100, concurrency x payload <= 100)."""
+    payload, concurrent = args.max_payload_mb, args.max_concurrent
+    if payload is not None and not 0 <= payload <= PAYLOAD_CAP_MB:
+        raise ScriptError(f"--max-payload-mb {payload}: MaxPayloadInMB must be 0..100", 2)
+    if concurrent is not None and concurrent < 1:
+        raise ScriptError(f"--max-concurrent {concurrent}: MaxConcurrentTransforms must be >= 1", 2)
+    found = {"MaxPayloadInMB": 6, "MaxConcurrentTransforms": 1, "BatchStrategy": "MultiRecord"}
+    if args.execution_parameters_url:
+        found.update(execution_parameters(args.execution_parameters_url))
+    if payload is not None:
+        found["MaxPayloadInMB"] = payload
+    if concurrent is not None:
+        found["MaxConcurrentTransforms"] = concurrent
+    if args.strategy:
+        found["BatchStrategy"] = args.strategy
+    size, workers = found["MaxPayloadInMB"], found["MaxConcurrentTransforms"]
+    if size and workers * size > PAYLOAD_CAP_MB:
+        rule = (
+            f"MaxConcurrentTransforms {workers} x MaxPayloadInMB {size} = {workers * size} MB; "
+            f"CreateTransformJob allows at most {PAYLOAD_CAP_MB}"
+        )
+        if concurrent is not None:
+            raise ScriptError(f"{rule}: lower --max-concurrent or --max-payload-mb", 2)
+        found["MaxConcurrentTransforms"] = max(1, PAYLOAD_CAP_MB // size)
+        log(f"{rule}: using MaxConcurrentTransforms {found['MaxConcurrentTransforms']}")
+    return found
 
 
 def job_request(args: argparse.Namespace, model: str, job: str) -> dict[str, Any]:
-    limits = {"MaxPayloadInMB": 6, "MaxConcurrentTransforms": 1}
-    if args.execution_parameters_url:
-        limits.update(execution_parameters(args.execution_parameters_url))
-    if args.max_payload_mb is not None:
-        limits["MaxPayloadInMB"] = args.max_payload_mb
-    if args.max_concurrent is not None:
-        limits["MaxConcurrentTransforms"] = args.max_concurrent
+    source = {"S3DataType": args.data_type, "S3Uri": args.input}
     return {
         "TransformJobName": job,
         "ModelName": model,
-        "BatchStrategy": "MultiRecord",
-        **limits,
+        **job_limits(args),
         "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": args.input}},
+            "DataSource": {"S3DataSource": source},
             "ContentType": args.content_type,
-            "SplitType": "Line",
-            "CompressionType": "None",
+            "SplitType": args.split_type,
+            "CompressionType": args.compression,
         },
         "TransformOutput": {
             "S3OutputPath": args.output,
             "Accept": args.accept,
-            "AssembleWith": "Line",
+            "AssembleWith": args.assemble_with,
         },
         "TransformResources": {
             "InstanceType": args.instance_type,
@@ -123,6 +156,10 @@ def handler(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--input", required=True, help="s3:// prefix of the input records")
+    parser.add_argument(
+        "--data-type", default="S3Prefix", choices=["S3Prefix", "ManifestFile"],
+        help="--input is a prefix (default) or a manifest listing the objects",
+    )  # fmt: skip
     parser.add_argument("--output", required=True, help="s3:// prefix for the results")
     parser.add_argument("--model", help="existing SageMaker model name")
     parser.add_argument("--image", help="our image URI, to create a model ($IMAGE_URI)")
@@ -135,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--execution-parameters-url", help="a running container, e.g. :8080")
     parser.add_argument("--max-payload-mb", type=int, help="MaxPayloadInMB (overrides the URL)")
     parser.add_argument("--max-concurrent", type=int, help="MaxConcurrentTransforms")
+    parser.add_argument(
+        "--strategy", choices=["MultiRecord", "SingleRecord"],
+        help="BatchStrategy (default: the container's, else MultiRecord)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--split-type", default="Line", choices=["Line", "None", "RecordIO", "TFRecord"],
+        help="how objects are cut into records (%(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--assemble-with", default="Line", choices=["Line", "None"],
+        help="Line: a newline after each response (%(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--compression", default="None", choices=["None", "Gzip"])
     parser.add_argument("--instance-type", default="ml.m5.large")
     parser.add_argument("--instance-count", type=int, default=1)
     parser.add_argument("--no-wait", action="store_true")

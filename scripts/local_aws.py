@@ -17,8 +17,9 @@ Files under --work-dir (default .work/local_aws, or $LOCAL_AWS_DIR): state.json,
 Ports: --moto-port / --registry-port ($LOCAL_AWS_MOTO_PORT / $LOCAL_AWS_REGISTRY_PORT); 0, the
 default, picks a free port. Credentials printed by `env` are fake (testing/testing).
   runtime   with `start --runtime`: scripts/local_runtime.py, the SageMaker runtime moto lacks
-            (InvokeEndpoint runs the endpoint's containers; `env` adds
-            AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME). Port: --runtime-port ($LOCAL_AWS_RUNTIME_PORT).
+            (InvokeEndpoint runs the endpoint's containers, transform jobs created in moto run
+            to the end; `env` adds AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME). Port: --runtime-port
+            ($LOCAL_AWS_RUNTIME_PORT).
             `stop` also removes any container it left (by its label, nothing else).
 """
 

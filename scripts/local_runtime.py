@@ -11,12 +11,18 @@ model data from moto's S3, ``docker run IMAGE serve``, ``/ping``), scripts/local
 chains a request through them as a Serial inference pipeline. An invocation that arrives while
 its endpoint deploys waits for it (``--wait-seconds``).
 
+Batch transform: scripts/local_transform_runner.py runs every transform job created in moto
+(CreateTransformJob through the same boto3 calls as on AWS; moto_transform.py keeps it
+``InProgress`` while this runtime is attached): containers, mini-batches, ``.out`` objects in
+moto's S3, and the job's final status and ``FailureReason`` (scripts/local_transform.py).
+
 Front-end checks: a body over 6291456 bytes gets HTTP 413 "HTTP content length exceeded
 6291456 bytes." (the answer SageMaker's front end has been seen to give; botocore reports error
 code "413"); an unknown endpoint a ``ValidationError`` (400).
 
 ``GET /_local/health`` answers 200; ``GET /_local/endpoints`` lists the deployments (state,
-containers, published ports, warnings such as a missing accept-bind-to-port label). SIGTERM and
+containers, published ports, warnings such as a missing accept-bind-to-port label);
+``GET /_local/transform-jobs`` the transform jobs it ran or runs. SIGTERM and
 SIGINT remove every container it started; so does ``local_aws.py stop`` for any it left.
 """
 
@@ -41,6 +47,7 @@ from scripts import local_chain
 from scripts.aws_cli import make_parser
 from scripts.local_deploy import Deployer, runtime_id, say
 from scripts.local_endpoints import ApiError, Endpoints
+from scripts.local_transform_runner import TransformRunner
 
 CLIENT_LIMIT = 6 * 1024 * 1024
 PATH_RE = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations/?(?:\?.*)?$")
@@ -50,6 +57,7 @@ JSON = {"Content-Type": "application/json"}
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     endpoints: Endpoints
+    transforms: TransformRunner
     region = "us-east-1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -80,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_local/endpoints":
             docs = [d.summary() for d in self.endpoints.all()]
             self.send(200, json.dumps(docs, indent=1).encode(), JSON)
+        elif self.path == "/_local/transform-jobs":
+            self.send(200, json.dumps(self.transforms.summary(), indent=1).encode(), JSON)
         else:
             self.send_error_doc(ApiError(404, "UnknownOperationException", "Unknown operation"))
 
@@ -133,7 +143,9 @@ def serve(args: argparse.Namespace) -> int:
     password = moto_ecr_password(args.moto_port)
     deployer = Deployer(work, runtime_id(work), args.registry_host, password, aws)
     endpoints = Endpoints(deployer, args.wait_seconds)
-    Handler.endpoints, Handler.region = endpoints, REGION
+    transforms = TransformRunner(deployer, moto_url)
+    transforms.attach()
+    Handler.endpoints, Handler.transforms, Handler.region = endpoints, transforms, REGION
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
 
@@ -143,11 +155,13 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=endpoints.poll_forever, daemon=True).start()
+    threading.Thread(target=transforms.poll_forever, daemon=True).start()
     say(f"runtime {deployer.runtime_id} on http://127.0.0.1:{args.port}, moto {moto_url}")
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
         say("stopping: removing the containers this runtime started")
+        transforms.shutdown()
         endpoints.shutdown()
         server.server_close()
     return 0

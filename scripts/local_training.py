@@ -13,7 +13,9 @@ transform are created in moto, and k-NN's CSV is built from the transform output
    ``--sample-size``; NTM's ``--hp`` are not used);
 3. each ``model.tar.gz`` is uploaded where its moto training job says its artifacts are
    (``<output>/ntm|knn/<job>/output/model.tar.gz``, SageMaker's layout), and the topic vectors
-   as the batch transform's JSON Lines (``<output>/topics/<transform job>/<part>.out``).
+   as the batch transform's JSON Lines (``<output>/topics/<transform job>/<part>.out``). With
+   the local runtime running (``local_aws.py start --runtime``), the NTM transform job then really
+   runs, with the NTM stand-in's container, and its ``.out`` objects replace these.
 
 Prints the same KEY=value lines as the real mode. Refuses to run unless the SageMaker endpoint
 is on this machine (``AWS_ENDPOINT_URL[_SAGEMAKER]`` on 127.0.0.1/localhost): against a real

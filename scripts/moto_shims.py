@@ -2,20 +2,26 @@
 
     python scripts/moto_shims.py --host 127.0.0.1 --port 5000
 
-Started by ``scripts/local_aws.py``; takes moto_server's own options. The one shim:
+Started by ``scripts/local_aws.py``; takes moto_server's own options. Transform jobs: see
+scripts/moto_transform.py (validation, StopTransformJob, a runner's status updates). The other shim:
 
 - ``sagemaker:UpdateEndpoint`` (moto answers HTTP 500 "not implemented"): points the endpoint at
   the new endpoint config and its variants, InService at once like every moto endpoint. Real
   SageMaker keeps the old fleet serving while the new one starts, which no emulator shows.
 
-Nothing else in moto changes: ``InferenceExecutionConfig`` is still dropped, jobs still complete
-at once without running anything, ``invoke_endpoint`` still answers canned data.
+Nothing else in moto changes: ``InferenceExecutionConfig`` is still dropped, training jobs (and
+transform jobs while no runtime is attached) still complete at once without running anything,
+``invoke_endpoint`` still answers canned data.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def apply() -> None:
@@ -24,6 +30,9 @@ def apply() -> None:
     from moto.core.utils import utcnow
     from moto.sagemaker import models, responses
 
+    from scripts import moto_transform
+
+    moto_transform.apply()
     backend_cls: Any = models.SageMakerModelBackend
     if hasattr(backend_cls, "update_endpoint"):
         return

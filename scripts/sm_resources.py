@@ -74,7 +74,7 @@ def wait_transform_job(aws: Aws, job: str) -> None:
         status_key="TransformJobStatus",
         done=["Completed"],
         failed=["Failed", "Stopped"],
-        poll=30,
+        poll=5,  # a few calls a minute; a local job is seconds long
     )
 
 

@@ -168,6 +168,7 @@ def test_batch_transform_reads_the_real_container(
     docker_available: None,
     tiny_model_dir: Path,
     unique: str,
+    role_arn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The image itself, serving on 127.0.0.1, is where the payload size comes from."""
@@ -176,7 +177,7 @@ def test_batch_transform_reads_the_real_container(
 
     import requests
 
-    image = "sm-text-pipeline:latest"
+    image = os.environ.get("SM_TEST_IMAGE", "sm-text-pipeline:latest")
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
         pytest.skip(f"{image} is not built (bash scripts/build_image.sh; CI builds it first)")
     run = ["docker", "run", "-d", "--rm", "-p", "127.0.0.1::8080"]
@@ -207,6 +208,10 @@ def test_batch_transform_reads_the_real_container(
                 pass
             time.sleep(0.5)
         advertised = requests.get(f"{url}/execution-parameters", timeout=5).json()
+        box = {"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"}
+        boto("sagemaker").create_model(
+            ModelName=f"m-{unique}", ExecutionRoleArn=role_arn, PrimaryContainer=box
+        )  # CreateTransformJob needs an existing model
         argv = ["--model", f"m-{unique}", "--input", "s3://in/x/", "--output", "s3://out/y/"]
         out = transform(capsys, *argv, "--execution-parameters-url", url)
     finally:

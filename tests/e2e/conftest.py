@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 from e2e_stack import DATA_TGZ, IMAGE, Stack, clean_env, create_role, missing_prerequisite
+
+# build_standins.sh's image names (its STANDIN_PREFIX), so a run can use its own tags.
+STANDIN_PREFIX = os.environ.get("STANDIN_PREFIX", "sm-text-pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.step("push_image", "ecr_push", "--image", IMAGE, "--tag", "e2e")
         image_uri = st.out["IMAGE_URI"]
         for algo in ("ntm", "knn"):
-            standin = f"sm-text-pipeline-{algo}-standin:latest"
+            standin = f"{STANDIN_PREFIX}-{algo}-standin:latest"
             st.step(
                 f"push_{algo}", "ecr_push", "--image", standin, "--repository", algo, "--tag", "1"
             )
