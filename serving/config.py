@@ -34,6 +34,11 @@ ENV_LOG_LEVEL = "SERVING_LOG_LEVEL"
 ENV_GRACEFUL = "SERVING_GRACEFUL_TIMEOUT"
 ENV_KEEPALIVE = "SERVING_KEEPALIVE"
 ENV_HOST = "SERVING_HOST"
+ENV_KNN_METRIC = "SERVING_KNN_METRIC"
+ENV_KNN_DISTANCE = "SERVING_KNN_DISTANCE"
+ENV_RECOMMENDATIONS = "SERVING_RECOMMENDATIONS"
+KNN_METRICS = ("L2", "COSINE", "INNER_PRODUCT")
+KNN_DISTANCES = ("euclidean", "squared")
 
 
 class SettingsError(ValueError):
@@ -63,6 +68,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name}={raw!r} is not true/false")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    value = raw.upper() if choices[0].isupper() else raw.lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={raw!r}; expected one of {', '.join(choices)}")
+    return value
 
 
 def _port_range(raw: str) -> tuple[int, int] | None:
@@ -100,6 +113,9 @@ class Settings:
     num_topics: int | None = None
     batch: bool = False
     log_level: str = "INFO"
+    knn_metric: str = "L2"
+    knn_distance: str = "euclidean"
+    recommendations: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +153,9 @@ class Settings:
             num_topics=num_topics or None,
             batch=_bool(env, ENV_BATCH, False),
             log_level=log_level,
+            knn_metric=_choice(env, ENV_KNN_METRIC, "L2", KNN_METRICS),
+            knn_distance=_choice(env, ENV_KNN_DISTANCE, "euclidean", KNN_DISTANCES),
+            recommendations=_int(env, ENV_RECOMMENDATIONS, default=10, low=1, high=1000),
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -23,8 +23,9 @@ from scripts.aws_common import ScriptError, wait_for
 pytestmark = pytest.mark.aws
 
 
-def test_region_table_is_sdk_v2s() -> None:
+def test_region_tables_are_the_sdks() -> None:
     assert len(builtin_images.NTM_REGISTRIES) == 37
+    assert len(builtin_images.KNN_REGISTRIES) == 37
     spot = {
         "us-east-1": "382416733822",
         "us-east-2": "404615174143",
@@ -38,11 +39,13 @@ def test_region_table_is_sdk_v2s() -> None:
             f"{account}.dkr.ecr.{region}.amazonaws.com/ntm:1"
         )
         assert builtin_images.image_uri("knn", region).startswith(account)
-    for region, account in builtin_images.KNN_REGISTRIES.items():
-        assert builtin_images.NTM_REGISTRIES[region] == account  # same accounts where both list
+    for region, account in builtin_images.NTM_REGISTRIES.items():  # every NTM region has k-NN
+        knn = builtin_images.image_uri("knn", region)
+        assert knn.startswith(f"{account}.dkr.ecr.{region}.") and knn.endswith("/knn:1")
+    assert builtin_images.image_uri("knn", "ap-south-2").startswith("628508329040.")
     assert builtin_images.image_uri("ntm", "cn-north-1").endswith(".amazonaws.com.cn/ntm:1")
     with pytest.raises(ScriptError, match="--knn-image"):
-        builtin_images.image_uri("knn", "ap-south-2")
+        builtin_images.image_uri("knn", "xx-nowhere-1")
 
 
 def test_knn_data_helpers() -> None:
@@ -54,7 +57,9 @@ def test_knn_data_helpers() -> None:
     lines = '{"topic_weights": [0.5, 0.5]}\n{"predictions": [{"topic_weights": [1, 0]}]}\n'
     vectors = knn_data.topic_vectors(lines)
     assert vectors == [[0.5, 0.5], [1.0, 0.0]]
-    assert knn_data.knn_csv(vectors, 7) == ("7,0.5,0.5\n8,1,0\n", 2)
+    assert knn_data.knn_csv(vectors, 7) == ("7,0.7071068,0.7071068\n8,1,0\n", 2)  # unit rows
+    with pytest.raises(knn_data.DataError, match="all topic weights are zero"):
+        knn_data.knn_csv([[0.5, 0.5], [0.0, 0.0]])
 
 
 def test_failure_reason_is_surfaced() -> None:
