@@ -175,6 +175,7 @@ def update(args: argparse.Namespace) -> int:
         if containers.is_custom(box):
             box["Image"] = require_image(args.image) if args.image else box["Image"]
             box["ModelDataUrl"] = args.model_data or box.get("ModelDataUrl")
+            box["Environment"] = {**box.get("Environment", {}), **args.env}
     mode = (model.get("InferenceExecutionConfig") or {}).get("Mode")
     if len(boxes) > 1:
         mode = mode or "Serial"  # moto drops InferenceExecutionConfig; SageMaker's default
@@ -297,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--keep-old", action="store_true", help="keep the replaced config/model")
     p.add_argument("--no-verify", action="store_true", help="skip the recommender's self-check")
+    p.add_argument("--env", action="append", metavar="KEY=VALUE",
+                   help="set or replace one environment variable of our containers")
     p.set_defaults(func=update)
 
     p = sub.add_parser("autoscale", parents=[common], help="target-tracking autoscaling")

@@ -180,28 +180,32 @@ def _compare_scores(result: Result, doc: dict[str, Any], recs: list[dict[str, An
         return
 
 
-def wait_local_runtime(endpoint: str, config: str, timeout: float = 300.0) -> None:
+def wait_local_runtime(endpoint: str, config: str, timeout: float = 300.0) -> str:
     """Offline only (a no-op against AWS): moto says InService at once, while the local runtime
     (scripts/local_runtime.py) keeps serving the old containers of an updated endpoint until
-    the new ones answer /ping. Wait until it serves ``config``."""
+    the new ones answer /ping. Wait until it serves ``config``; returns "" or why it failed."""
     import os
     import time
     import urllib.request
 
     url = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "")
     if not url.startswith(("http://127.", "http://localhost")):
-        return
+        return ""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url.rstrip('/')}/_local/endpoints", timeout=10) as r:
                 deps = json.loads(r.read())
         except OSError:
-            return  # not our runtime: nothing to wait for
+            return ""  # not our runtime: nothing to wait for
         mine = [d for d in deps if d.get("endpoint") == endpoint and d.get("config") == config]
-        if any(d.get("state") in ("InService", "Failed") for d in mine):
-            return
+        if any(d.get("state") == "InService" for d in mine):
+            return ""
+        failed = [d for d in mine if d.get("state") == "Failed"]
+        if failed:
+            return f"{config} failed to deploy: {str(failed[0].get('reason'))[:500]}"
         time.sleep(1)
+    return f"{config} was not serving after {timeout:.0f} s"
 
 
 def verify_deployment(aws: Aws, endpoint: str, config: str, old_config: str | None,
@@ -212,8 +216,9 @@ def verify_deployment(aws: Aws, endpoint: str, config: str, old_config: str | No
     from scripts.aws_common import ScriptError
     from scripts.sm_resources import delete_config_and_models, models_of, wait_in_service
 
-    wait_local_runtime(endpoint, config)
-    result = check(aws, endpoint, model_data, metric, distance, knn_train)
+    failure = wait_local_runtime(endpoint, config)
+    result = (Result(False, [failure]) if failure else
+              check(aws, endpoint, model_data, metric, distance, knn_train))
     if result.ok:
         log(f"self-check passed: {result.checked} catalog documents recommend themselves first")
         return
