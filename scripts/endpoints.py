@@ -86,8 +86,10 @@ def deploy_and_verify(aws: Aws, args: argparse.Namespace, name: str, config: str
                       check: dict[str, Any] | None) -> str:
     """deploy(); then, unless told not to, the self-check with roll-back (scripts/selfcheck.py)."""
     verify = check is not None and not args.no_wait and not args.no_verify and not aws.dry_run
-    desc = describe_or_none(aws.client("sagemaker").describe_endpoint, EndpointName=name)
-    old = desc.get("EndpointConfigName") if desc else None
+    old = None
+    if verify:  # the config to roll back to
+        desc = describe_or_none(aws.client("sagemaker").describe_endpoint, EndpointName=name)
+        old = desc.get("EndpointConfigName") if desc else None
     result = deploy(aws, name, config, wait=not args.no_wait, keep_old=args.keep_old or verify)
     if verify and check is not None:
         selfcheck.verify_deployment(aws, name, config, old, **check)

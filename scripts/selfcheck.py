@@ -112,7 +112,11 @@ def _alternative(distance: str, score: float) -> float:
 def check(aws: Aws, endpoint: str, model_data: str, metric: str, distance: str,
           knn_train: str | None = None, probes: int = 3) -> Result:
     """Invoke ``endpoint`` with up to ``probes`` catalog documents; see the module docstring."""
-    files = model_files(aws, model_data, (PROBES, CATALOG))
+    try:
+        files = model_files(aws, model_data, (PROBES, CATALOG))
+    except (ClientError, tarfile.TarError, OSError) as exc:
+        return Result(False, [f"cannot read the probes from {model_data} ({exc}); "
+                              "--no-verify deploys without this check"])
     if PROBES not in files or CATALOG not in files:
         return Result(False, [f"{model_data} has no {PROBES}/{CATALOG}: retrain with this "
                               "version of serving.train, or deploy with --no-verify"])

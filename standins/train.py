@@ -1,9 +1,9 @@
 """Train the NTM and k-NN STAND-INS locally (not AWS code; AWS's built-ins do not run offline).
 
-    python -m standins.train all --ntm-data O/ntm --num-topics 20 --k 10 --out DIR
-    python -m standins.train ntm --ntm-data O/ntm --num-topics 20 --out DIR/ntm \\
+    python -m standins.train all --ntm-data O/ntm --num-topics 50 --k 50 --out DIR
+    python -m standins.train ntm --ntm-data O/ntm --num-topics 50 --out DIR/ntm \\
         [--topic-vectors DIR/topic_vectors.npy]
-    python -m standins.train knn --topic-vectors DIR/topic_vectors.npy --k 10 --out DIR/knn
+    python -m standins.train knn --topic-vectors DIR/topic_vectors.npy --k 50 --out DIR/knn
 
 ``O/ntm`` is what ``python -m serving.train --output-data-dir O`` writes: ``train/*.pbr``
 (sparse RecordIO word counts), ``auxiliary/vocab.txt``, ``ntm_data.json``.  ``all`` writes
@@ -147,7 +147,7 @@ def _ntm_paths(args: argparse.Namespace) -> tuple[Path, Path | None, dict[str, A
 
 def run_ntm(args: argparse.Namespace, out: Path) -> tuple[NtmModel, np.ndarray, dict]:
     train_dir, vocab, info = _ntm_paths(args)
-    num_topics = args.num_topics or int(info.get("num_topics", 20))
+    num_topics = args.num_topics or int(info.get("num_topics", 50))
     t0 = time.perf_counter()
     model = train_ntm(
         train_dir,
@@ -188,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ntm-data", help="serving.train's <output-data-dir>/ntm")
     parser.add_argument("--train-dir", help="folder of RecordIO word-count shards")
     parser.add_argument("--vocab", help="vocab.txt (one word per line, feature order)")
-    parser.add_argument("--num-topics", type=int, help="default: ntm_data.json's, else 20")
+    parser.add_argument("--num-topics", type=int,
+                        help="default: ntm_data.json's, else 50 (serving.train's default)")
     parser.add_argument("--algorithm", choices=topics.ALGORITHMS, default="nmf")
     parser.add_argument("--max-iter", type=int, help="fitting iterations (NMF) or passes (LDA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--topic-vectors", help="ntm: also write them here; knn: read them")
     parser.add_argument("--labels", help="knn: labels .npy (default: row indices)")
-    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--k", type=int, default=50, help="50: see docs/pipeline.md (threads)")
     parser.add_argument("--index-metric", default="L2", choices=knn.METRICS)
     parser.add_argument("--predictor-type", default="classifier", choices=knn.PREDICTOR_TYPES)
     parser.add_argument("--sample-size", type=int, help="default: every training document")

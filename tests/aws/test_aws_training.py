@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def test_upload_then_builtin_flow(
 
     knn = sm.describe_training_job(TrainingJobName=f"knn-{unique}")
     assert knn["AlgorithmSpecification"]["TrainingImage"].endswith("/knn:1")
-    assert knn["HyperParameters"]["index_metric"] == "COSINE"
+    assert knn["HyperParameters"]["index_metric"] == "L2"
     assert knn["HyperParameters"]["k"] == "4"
     assert knn["HyperParameters"]["feature_dim"] == str(topics)
     assert knn["HyperParameters"]["sample_size"] == str(documents)
@@ -173,7 +174,10 @@ def test_upload_then_builtin_flow(
     rows = s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read().decode().splitlines()
     catalog = [json.loads(line) for line in (ntm_dir / "catalog.jsonl").read_text().splitlines()]
     assert [int(r.split(",")[0]) for r in rows] == [c["index"] for c in catalog]
-    assert [float(r.split(",")[1]) for r in rows[:3]] == [0.0, 0.001, 0.002]
+    vectors = [[float(x) for x in r.split(",")[1:]] for r in rows]  # unit vectors (knn_data)
+    want = [d / 1000 / math.sqrt((d / 1000) ** 2 + 1.25) for d in range(3)]
+    assert [v[0] for v in vectors[:3]] == pytest.approx(want, abs=1e-6)
+    assert all(math.hypot(*v) == pytest.approx(1.0, abs=1e-5) for v in vectors)
 
 
 def test_topic_count_mismatch_is_an_error(
