@@ -38,13 +38,10 @@ from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import (
     check_name,
-    delete_config_and_models,
-    deploy,
     describe_or_none,
     ensure_endpoint_config,
     ensure_model,
     model_definition,
-    models_of,
     teardown,
     variant,
 )
@@ -75,29 +72,6 @@ def training_artifacts(aws: Aws, job: str) -> str:
     return str(training_job(aws, job)["ModelArtifacts"]["S3ModelArtifacts"])
 
 
-def train_channel(desc: dict[str, Any]) -> str | None:
-    for channel in desc.get("InputDataConfig", []):
-        if channel.get("ChannelName") == "train":
-            return str(channel["DataSource"]["S3DataSource"]["S3Uri"])
-    return None
-
-
-def deploy_and_verify(aws: Aws, args: argparse.Namespace, name: str, config: str,
-                      check: dict[str, Any] | None) -> str:
-    """deploy(); then, unless told not to, the self-check with roll-back (scripts/selfcheck.py)."""
-    verify = check is not None and not args.no_wait and not args.no_verify and not aws.dry_run
-    old = None
-    if verify:  # the config to roll back to
-        desc = describe_or_none(aws.client("sagemaker").describe_endpoint, EndpointName=name)
-        old = desc.get("EndpointConfigName") if desc else None
-    result = deploy(aws, name, config, wait=not args.no_wait, keep_old=args.keep_old or verify)
-    if verify and check is not None:
-        selfcheck.verify_deployment(aws, name, config, old, **check)
-        if old and old != config and not args.keep_old:
-            delete_config_and_models(aws, old, keep_models=models_of(aws, config))
-    return result
-
-
 def converge(
     aws: Aws, args: argparse.Namespace, boxes: list[dict[str, Any]], mode: str | None,
     check: dict[str, Any] | None = None,
@@ -108,7 +82,7 @@ def converge(
     config = ensure_endpoint_config(
         aws, name, [variant(model, args.instance_type, args.instance_count, args.variant)]
     )
-    result = deploy_and_verify(aws, args, name, config, check)
+    result = selfcheck.deploy_checked(aws, args, name, config, check)
     for key, value in (("ENDPOINT_NAME", name), ("MODEL_NAME", model)):
         emit(key, value)
     emit("ENDPOINT_CONFIG_NAME", config)
@@ -158,7 +132,7 @@ def create_pipeline(args: argparse.Namespace) -> int:
     boxes[-1]["Environment"][ENV_METRIC] = metric
     check = {"model_data": args.model_data, "metric": metric,
              "distance": args.env.get(ENV_DISTANCE, "euclidean"),
-             "knn_train": train_channel(knn_job) if not args.knn_model_data else None}
+             "knn_train": selfcheck.train_channel(knn_job) if not args.knn_model_data else None}
     return converge(aws, args, boxes, "Serial", check)
 
 
@@ -198,7 +172,7 @@ def update(args: argparse.Namespace) -> int:
         check = {"model_data": recommend[0]["ModelDataUrl"],
                  "metric": env.get(ENV_METRIC, "L2"),
                  "distance": env.get(ENV_DISTANCE, "euclidean"), "knn_train": None}
-    result = deploy_and_verify(aws, args, name, new_config, check)
+    result = selfcheck.deploy_checked(aws, args, name, new_config, check)
     emit("ENDPOINT_NAME", name)
     emit("MODEL_NAME", new_model)
     emit("ENDPOINT_CONFIG_NAME", new_config)

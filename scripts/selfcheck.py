@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,13 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from scripts.aws_common import Aws, log, parse_s3_uri
+from scripts.sm_resources import (
+    delete_config_and_models,
+    deploy,
+    describe_or_none,
+    models_of,
+    wait_in_service,
+)
 
 PROBES = "selfcheck.jsonl"
 CATALOG = "catalog.jsonl"
@@ -218,7 +226,6 @@ def verify_deployment(aws: Aws, endpoint: str, config: str, old_config: str | No
     """Self-check ``endpoint`` on ``config``; on failure roll back to ``old_config`` (when the
     endpoint had one) and raise ScriptError saying what broke and what to do."""
     from scripts.aws_common import ScriptError
-    from scripts.sm_resources import delete_config_and_models, models_of, wait_in_service
 
     failure = wait_local_runtime(endpoint, config)
     result = (Result(False, [failure]) if failure else
@@ -239,3 +246,27 @@ def verify_deployment(aws: Aws, endpoint: str, config: str, old_config: str | No
         message += (f". The endpoint stays up for inspection (endpoints.py delete --name "
                     f"{endpoint}); --no-verify deploys without this check")
     raise ScriptError(message, 1)
+
+
+def train_channel(desc: dict[str, Any]) -> str | None:
+    for channel in desc.get("InputDataConfig", []):
+        if channel.get("ChannelName") == "train":
+            return str(channel["DataSource"]["S3DataSource"]["S3Uri"])
+    return None
+
+
+def deploy_checked(aws: Aws, args: Namespace, name: str, config: str,
+                   check: dict[str, Any] | None) -> str:
+    """deploy(); then, unless --no-verify / --no-wait / --dry-run, the self-check with
+    roll-back (endpoints.py create-pipeline and update)."""
+    verify = check is not None and not args.no_wait and not args.no_verify and not aws.dry_run
+    old = None
+    if verify:  # the config to roll back to
+        desc = describe_or_none(aws.client("sagemaker").describe_endpoint, EndpointName=name)
+        old = desc.get("EndpointConfigName") if desc else None
+    result = deploy(aws, name, config, wait=not args.no_wait, keep_old=args.keep_old or verify)
+    if verify and check is not None:
+        verify_deployment(aws, name, config, old, **check)
+        if old and old != config and not args.keep_old:
+            delete_config_and_models(aws, old, keep_models=models_of(aws, config))
+    return result
