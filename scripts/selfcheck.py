@@ -134,6 +134,7 @@ def check(aws: Aws, endpoint: str, model_data: str, metric: str, distance: str,
     vectors = training_vectors(aws, knn_train) if metric == "L2" else None
     runtime = aws.client("sagemaker-runtime")
     result = Result(True)
+    misplaced: list[str] = []
     for doc in docs:
         body = json.dumps({"instances": [doc["text"]]}).encode()
         try:
@@ -153,18 +154,19 @@ def check(aws: Aws, endpoint: str, model_data: str, metric: str, distance: str,
         if not ids or ids[0] != doc["id"]:
             where = (f"at position {ids.index(doc['id']) + 1} of {len(ids)}"
                      if doc["id"] in ids else f"not among the {len(ids)}")
-            result.problems.append(
-                f"document {doc['id']} is {where}, not first: recommend orders k-NN's answer "
-                f"as index_metric {metric} (SERVING_KNN_METRIC), which is not how this k-NN "
-                "model answers; set --knn-metric to the k-NN training job's index_metric (L2 "
-                "recommended) and check that k-NN was trained on scripts/knn_data.py's unit "
-                "vectors")
+            misplaced.append(f"document {doc['id']} is {where}")
             continue
         if abs(recs[0]["score"] - 1.0) > SCORE_TOLERANCE:
             result.problems.append(f"document {doc['id']} scores {recs[0]['score']} against "
                                    "itself, not 1: the score formula does not fit k-NN's values")
         if vectors is not None and doc["index"] < len(vectors):
             _compare_scores(result, doc, recs, index_of, vectors, distance)
+    if misplaced:
+        result.problems.insert(0, (
+            f"{'; '.join(misplaced)}, not first: recommend orders k-NN's answer as index_metric "
+            f"{metric} (SERVING_KNN_METRIC), which is not how this k-NN model answers; set "
+            "--knn-metric to the k-NN training job's index_metric (L2 recommended) and check "
+            "that k-NN was trained on scripts/knn_data.py's unit vectors"))
     result.ok = not result.problems and result.checked > 0
     if not docs:
         result.problems.append(f"{PROBES} holds no documents")

@@ -4,6 +4,7 @@ local runtime's label check (scripts/local_deploy.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,38 @@ def test_pipeline_image_without_the_bind_label_fails_the_deployment(
         deployer.pull(uri, True, dep)
     labels[local_deploy.BIND_LABEL] = "true"
     assert deployer.pull(uri, True, dep) == "127.0.0.1:5000/img:1"
+
+
+class _Runtime:
+    """sagemaker-runtime answering every probe with the given recommendations."""
+
+    def __init__(self, recs: list[dict[str, Any]]) -> None:
+        self.recs = recs
+
+    def invoke_endpoint(self, **kw: Any) -> dict[str, Any]:
+        body = json.dumps({"predictions": [{"recommendations": self.recs}]}).encode()
+        return {"Body": io.BytesIO(body)}
+
+
+class _Aws:
+    def __init__(self, runtime: _Runtime) -> None:
+        self.runtime = runtime
+
+    def client(self, name: str) -> Any:
+        return self.runtime
+
+
+def test_check_reports_every_misplaced_probe_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = b"".join(json.dumps({"index": i, "id": f"d{i}", "text": "t"}).encode() + b"\n"
+                      for i in range(3))
+    monkeypatch.setattr(selfcheck, "model_files", lambda *a: {selfcheck.PROBES: probes,
+                                                              selfcheck.CATALOG: probes})
+    wrong = selfcheck.check(_Aws(_Runtime([{"id": "x", "score": 0.1}, {"id": "d0", "score": 0}])),
+                            "e", "s3://b/m", "COSINE", "euclidean")
+    assert not wrong.ok and wrong.checked == 3
+    assert wrong.message().startswith("document d0 is at position 2 of 2; document d1 is not "
+                                      "among the 2; document d2 is not among the 2, not first")
+    assert wrong.message().count("SERVING_KNN_METRIC") == 1
+    right = selfcheck.check(_Aws(_Runtime([{"id": "d0", "score": 1.0}])), "e", "s3://b/m", "L2",
+                            "euclidean", probes=1)
+    assert right.ok and right.checked == 1
