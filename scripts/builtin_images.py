@@ -1,11 +1,12 @@
 """Registry accounts of SageMaker's built-in NTM and k-NN images, per region.
 
-Copied from the SageMaker Python SDK v2 (aws/sagemaker-python-sdk), not guessed:
-- NTM: src/sagemaker/image_uri_config/ntm.json at commit 132fb947714c46c40e71163a39bcc15668c327c4
-  (37 regions).
-- k-NN: src/sagemaker/image_uri_config/knn.json at commit b65f01f6f5cbaf147297b32e90d9e7a559d661a6,
-  the newest version we could read (25 regions). Where both list a region they agree. For a region
-  only NTM lists, pass the k-NN image explicitly (--knn-image) instead of relying on a guess.
+Copied from the SageMaker Python SDK (aws/sagemaker-python-sdk), not guessed: the "1" version's
+registries of sagemaker-core/src/sagemaker/core/image_uri_config/ntm.json and knn.json at commit
+a24812666d258d9d19c9a82d0c9385ca0bd3ba01 (2026-08-21, the newest we could read; V3 moved them
+there from src/sagemaker/image_uri_config/, whose last versions, at
+9d4ef0ec11db47d98a85ab79707bae23fad389a2, "update image_uri_configs 09-10-2024", hold the same
+tables). Both list the same 37 regions with the same accounts (tests check every NTM region
+resolves a k-NN image). A region missing here: pass --ntm-image / --knn-image explicitly.
 
 Image URI: <account>.dkr.ecr.<region>.<dns suffix>/<repository>:1, the DNS suffix taken from
 botocore's partition table (amazonaws.com, amazonaws.com.cn, c2s.ic.gov, ...).
@@ -69,23 +70,35 @@ KNN_REGISTRIES: dict[str, str] = {
     "ap-northeast-2": "835164637446",
     "ap-northeast-3": "867004704886",
     "ap-south-1": "991648021394",
+    "ap-south-2": "628508329040",
     "ap-southeast-1": "475088953585",
     "ap-southeast-2": "712309505854",
+    "ap-southeast-3": "951798379941",
+    "ap-southeast-4": "106583098589",
     "ca-central-1": "469771592824",
+    "ca-west-1": "190319476487",
     "cn-north-1": "390948362332",
     "cn-northwest-1": "387376663083",
     "eu-central-1": "664544806723",
+    "eu-central-2": "680994064768",
     "eu-north-1": "669576153137",
     "eu-south-1": "257386234256",
+    "eu-south-2": "104374241257",
     "eu-west-1": "438346466558",
     "eu-west-2": "644912444149",
     "eu-west-3": "749696950732",
+    "il-central-1": "898809789911",
+    "me-central-1": "272398656194",
     "me-south-1": "249704162688",
     "sa-east-1": "855470959533",
     "us-east-1": "382416733822",
     "us-east-2": "404615174143",
+    "us-gov-east-1": "237065988967",
     "us-gov-west-1": "226302683700",
     "us-iso-east-1": "490574956308",
+    "us-isob-east-1": "765400339828",
+    "us-isof-east-1": "108575199400",
+    "us-isof-south-1": "124985052026",
     "us-west-1": "632365934929",
     "us-west-2": "174872318107",
 }

@@ -8,8 +8,10 @@ Sub-commands (`all` runs the three in order):
           the training data (SplitType RecordIO, Accept application/jsonlines), then k-NN
           training CSV "index,w1..wK" (label = document index: parts in natural order, records
           in file order; output lines checked against record counts) uploaded to S3.
-  knn     k-NN training job on those vectors: index_metric COSINE (--index-metric), k (--k),
-          feature_dim = num_topics, sample_size = number of documents unless given.
+  knn     k-NN training job on those (unit) vectors: index_metric L2 (--index-metric; L2 lists
+          the nearest first under any reading, see serving/neighbours.py), k (--k, enough
+          neighbours that 10 distinct threads remain: see docs/pipeline.md), feature_dim =
+          num_topics, sample_size = number of documents unless given.
 
 `all --local` (offline, against moto only) trains the NTM and k-NN STAND-INS on this machine in
 place of the jobs' compute, and puts their artifacts where the moto jobs say: see
@@ -38,6 +40,10 @@ from scripts.sm_resources import describe_or_none
 
 RECORDIO = "application/x-recordio-protobuf"
 KNN_CSV = "text/csv; label_size=1"
+# k-NN's k is a training hyper-parameter (the built-in answers k neighbours; AWS documents no
+# per-request k). recommend collapses threads, so k must leave 10 distinct threads: measured on
+# 20 Newsgroups (standins.train's neighbours_for_10_threads, docs/pipeline.md).
+KNN_K = 50
 
 
 def stamp() -> str:
@@ -194,10 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub_topics.add_argument("--transform-instance-type", default="ml.m5.large")
     sub_knn = argparse.ArgumentParser(add_help=False)
     sub_knn.add_argument("--knn-train", help="s3:// prefix of the k-NN CSV (from topics)")
-    sub_knn.add_argument("--k", type=int, default=10, help="neighbours (%(default)s)")
+    sub_knn.add_argument("--k", type=int, default=KNN_K,
+                         help="neighbours k-NN returns; recommend keeps one per thread "
+                         "(%(default)s, measured: docs/pipeline.md)")
     sub_knn.add_argument("--sample-size", type=int, help="default: number of documents")
     sub_knn.add_argument(
-        "--index-metric", default="COSINE", choices=["COSINE", "L2", "INNER_PRODUCT"]
+        "--index-metric", default="L2", choices=["L2", "COSINE", "INNER_PRODUCT"],
+        help="%(default)s recommended; endpoints.py tells recommend the job's metric",
     )
     sub_knn.add_argument("--knn-job-name")
     sub_local = argparse.ArgumentParser(add_help=False)

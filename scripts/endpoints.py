@@ -14,6 +14,12 @@ Sub-commands:
 create-* are idempotent: the same inputs change nothing, other inputs update the endpoint in place
 through a new config. They wait for InService with progress unless --no-wait. Each prints
 ENDPOINT_NAME=, MODEL_NAME=, ENDPOINT_CONFIG_NAME= and RESULT=created|updated|unchanged.
+
+create-pipeline and update (of a recommender) then run the self-check (scripts/selfcheck.py):
+a few catalog documents' text must come back verbose with itself first; if not, the message says
+which assumption broke, and an updated endpoint is rolled back to its previous config.
+--no-verify (or --no-wait) skips it. The recommend container is told k-NN's metric
+(SERVING_KNN_METRIC) from the k-NN training job's index_metric, or --knn-metric.
 """
 
 from __future__ import annotations
@@ -26,13 +32,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import autoscaling, containers
+from scripts import autoscaling, containers, selfcheck
 from scripts.aws_cli import common_parent, make_parser, require_image, resolve_role, run_main
 from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
 from scripts.builtin_images import image_uri
 from scripts.sm_resources import (
     check_name,
-    deploy,
     describe_or_none,
     ensure_endpoint_config,
     ensure_model,
@@ -41,27 +46,35 @@ from scripts.sm_resources import (
     variant,
 )
 
+ENV_METRIC = "SERVING_KNN_METRIC"
+ENV_DISTANCE = "SERVING_KNN_DISTANCE"
+
 
 def s3_arg(value: str) -> str:
     parse_s3_uri(value)
     return value
 
 
-def training_artifacts(aws: Aws, job: str) -> str:
+def training_job(aws: Aws, job: str) -> dict[str, Any]:
     sm = aws.client("sagemaker")
     desc = describe_or_none(sm.describe_training_job, TrainingJobName=job)
     if desc is None:
         if aws.dry_run:
-            return f"s3://<output of {job}>/model.tar.gz"
+            return {"ModelArtifacts": {"S3ModelArtifacts": f"s3://<output of {job}>/model.tar.gz"}}
         raise ScriptError(f"training job {job} not found", 2)
     if desc.get("TrainingJobStatus") != "Completed":
         status, reason = desc.get("TrainingJobStatus"), desc.get("FailureReason", "")
         raise ScriptError(f"training job {job} is {status}, not Completed {reason}".strip(), 2)
-    return str(desc["ModelArtifacts"]["S3ModelArtifacts"])
+    return desc
+
+
+def training_artifacts(aws: Aws, job: str) -> str:
+    return str(training_job(aws, job)["ModelArtifacts"]["S3ModelArtifacts"])
 
 
 def converge(
-    aws: Aws, args: argparse.Namespace, boxes: list[dict[str, Any]], mode: str | None
+    aws: Aws, args: argparse.Namespace, boxes: list[dict[str, Any]], mode: str | None,
+    check: dict[str, Any] | None = None,
 ) -> int:
     name = check_name(args.name)
     role = resolve_role(aws, args.role)
@@ -69,7 +82,7 @@ def converge(
     config = ensure_endpoint_config(
         aws, name, [variant(model, args.instance_type, args.instance_count, args.variant)]
     )
-    result = deploy(aws, name, config, wait=not args.no_wait, keep_old=args.keep_old)
+    result = selfcheck.deploy_checked(aws, args, name, config, check)
     for key, value in (("ENDPOINT_NAME", name), ("MODEL_NAME", model)):
         emit(key, value)
     emit("ENDPOINT_CONFIG_NAME", config)
@@ -92,9 +105,8 @@ def create_pipeline(args: argparse.Namespace) -> int:
     ntm_data = args.ntm_model_data or (
         args.ntm_training_job and training_artifacts(aws, args.ntm_training_job)
     )
-    knn_data = args.knn_model_data or (
-        args.knn_training_job and training_artifacts(aws, args.knn_training_job)
-    )
+    knn_job = training_job(aws, args.knn_training_job) if args.knn_training_job else {}
+    knn_data = args.knn_model_data or knn_job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     if not ntm_data or not knn_data:
         raise ScriptError(
             "need NTM and k-NN model data: --ntm-model-data/--ntm-training-job and "
@@ -114,7 +126,14 @@ def create_pipeline(args: argparse.Namespace) -> int:
         accept,
         args.env,
     )
-    return converge(aws, args, boxes, "Serial")
+    # recommend orders k-NN's answer by the metric k-NN was trained with (serving/neighbours.py)
+    job_metric = knn_job.get("HyperParameters", {}).get("index_metric")
+    metric = (args.knn_metric or args.env.get(ENV_METRIC) or job_metric or "L2").upper()
+    boxes[-1]["Environment"][ENV_METRIC] = metric
+    check = {"model_data": args.model_data, "metric": metric,
+             "distance": args.env.get(ENV_DISTANCE, "euclidean"),
+             "knn_train": selfcheck.train_channel(knn_job) if not args.knn_model_data else None}
+    return converge(aws, args, boxes, "Serial", check)
 
 
 def update(args: argparse.Namespace) -> int:
@@ -132,6 +151,7 @@ def update(args: argparse.Namespace) -> int:
         if containers.is_custom(box):
             box["Image"] = require_image(args.image) if args.image else box["Image"]
             box["ModelDataUrl"] = args.model_data or box.get("ModelDataUrl")
+            box["Environment"] = {**box.get("Environment", {}), **args.env}
     mode = (model.get("InferenceExecutionConfig") or {}).get("Mode")
     if len(boxes) > 1:
         mode = mode or "Serial"  # moto drops InferenceExecutionConfig; SageMaker's default
@@ -144,7 +164,15 @@ def update(args: argparse.Namespace) -> int:
         current["VariantName"],
     )
     new_config = ensure_endpoint_config(aws, name, [new_variant])
-    result = deploy(aws, name, new_config, wait=not args.no_wait, keep_old=args.keep_old)
+    recommend = [b for b in boxes if (b.get("Environment") or {}).get(containers.ENV_STAGE)
+                 == "recommend"]
+    check = None
+    if recommend and recommend[0].get("ModelDataUrl"):
+        env = recommend[0]["Environment"]
+        check = {"model_data": recommend[0]["ModelDataUrl"],
+                 "metric": env.get(ENV_METRIC, "L2"),
+                 "distance": env.get(ENV_DISTANCE, "euclidean"), "knn_train": None}
+    result = selfcheck.deploy_checked(aws, args, name, new_config, check)
     emit("ENDPOINT_NAME", name)
     emit("MODEL_NAME", new_model)
     emit("ENDPOINT_CONFIG_NAME", new_config)
@@ -205,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
         p.add_argument("--keep-old", action="store_true", help="keep a replaced config/model")
+        p.add_argument("--no-verify", action="store_true",
+                       help="skip the recommender's self-check (scripts/selfcheck.py)")
         return p
 
     p = deployable("create-classifier", "sm-text-classifier", "classifier endpoint")
@@ -216,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ntm-training-job")
     p.add_argument("--knn-model-data", type=s3_arg)
     p.add_argument("--knn-training-job")
+    p.add_argument("--knn-metric", choices=["L2", "COSINE", "INNER_PRODUCT"],
+                   help="k-NN's index_metric, for recommend (default: the k-NN training job's, "
+                   "else L2)")
     p.add_argument("--ntm-image", help="default: the built-in NTM image of the region")
     p.add_argument("--knn-image", help="default: the built-in k-NN image of the region")
     p.add_argument(
@@ -240,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-count", type=int)
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--keep-old", action="store_true", help="keep the replaced config/model")
+    p.add_argument("--no-verify", action="store_true", help="skip the recommender's self-check")
+    p.add_argument("--env", action="append", metavar="KEY=VALUE",
+                   help="set or replace one environment variable of our containers")
     p.set_defaults(func=update)
 
     p = sub.add_parser("autoscale", parents=[common], help="target-tracking autoscaling")

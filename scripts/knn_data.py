@@ -3,13 +3,18 @@
 Document index = position in the training data: the RecordIO parts in natural order
 (train_part0, train_part1, ..., train_part10), records in file order. That index is the k-NN label,
 so a neighbour's label is the row of the document it stands for.
+
+The vectors are written L2-normalised (serving/neighbours.py): ``topics-to-knn`` sends unit
+vectors too, so under index_metric L2 a distance says exactly how similar two topic mixtures are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from serving import jsondoc, recordio, shards
+import numpy as np
+
+from serving import jsondoc, neighbours, recordio, shards
 
 
 class DataError(ValueError):
@@ -49,12 +54,41 @@ def topic_vectors(text: str) -> list[list[float]]:
 
 
 def knn_csv(vectors: Iterable[list[float]], first_index: int = 0) -> tuple[str, int]:
-    """CSV rows 'label,w1,...,wK' (label first: text/csv; label_size=1); returns (text, dim)."""
-    lines: list[str] = []
-    dim = 0
-    for offset, vector in enumerate(vectors):
-        dim = dim or len(vector)
+    """CSV rows 'label,u1,...,uK' (label first: text/csv; label_size=1) of the unit vectors;
+    returns (text, dim)."""
+    rows = list(vectors)
+    dim = len(rows[0]) if rows else 0
+    for offset, vector in enumerate(rows):
         if len(vector) != dim:
             raise DataError(f"document {first_index + offset} has {len(vector)} topics, not {dim}")
-        lines.append(",".join([str(first_index + offset), *(f"{w:.7g}" for w in vector)]))
+    if not rows:
+        return "", 0
+    unit, zero = neighbours.unit_rows(np.asarray(rows, dtype=np.float64))
+    if zero.any():
+        raise DataError(f"document {first_index + int(np.flatnonzero(zero)[0])}: all topic "
+                        "weights are zero (an empty document in NTM's training data?)")
+    lines = [",".join([str(first_index + offset), *(f"{w:.7g}" for w in u)])
+             for offset, u in enumerate(unit.tolist())]
     return "".join(line + "\n" for line in lines), dim
+
+
+def neighbours_needed(unit: np.ndarray, threads: np.ndarray, want: int = 10,
+                      chunk: int = 512) -> np.ndarray:
+    """For each document as its own query: how many nearest neighbours (itself included, exact
+    cosine ranking of the unit vectors, as L2 ranks them) it takes to see ``want`` distinct
+    threads; the whole catalog's size when it never does. Chooses k-NN's ``k``."""
+    V = np.asarray(unit, dtype=np.float32)
+    n = V.shape[0]
+    top = min(n, max(8 * want, 256))
+    out = np.full(n, n, dtype=np.int64)
+    for start in range(0, n, chunk):
+        sims = V[start:start + chunk] @ V.T
+        head = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+        for row, cand in enumerate(head):
+            ranked = cand[np.argsort(-sims[row, cand], kind="stable")]
+            if len(np.unique(threads[ranked])) < want:  # rare: rank the whole catalog
+                ranked = np.argsort(-sims[row], kind="stable")
+            _, first = np.unique(threads[ranked], return_index=True)
+            if len(first) >= want:
+                out[start + row] = int(np.sort(first)[want - 1]) + 1
+    return out

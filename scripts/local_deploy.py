@@ -165,9 +165,10 @@ class Deployer:
             docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)
         )
         if pipeline and (labels or {}).get(BIND_LABEL) != "true":
-            note = f"{uri} lacks LABEL {BIND_LABEL}=true (SageMaker pipelines expect it)"
-            dep.warnings.append(note)
-            say(f"WARNING: {note}")
+            # The DG (inference-pipeline-real-time, contract §1) requires the label of every
+            # pipeline container, and SageMaker fails the deployment without it: so do we.
+            raise DeployError(f"{uri} lacks LABEL {BIND_LABEL}=true, which every container "
+                              "of an inference pipeline must have")
         return image
 
     def model_dir(self, url: str) -> Path:

@@ -37,10 +37,15 @@ ENV_LOG_LEVEL = "SERVING_LOG_LEVEL"
 ENV_GRACEFUL = "SERVING_GRACEFUL_TIMEOUT"
 ENV_KEEPALIVE = "SERVING_KEEPALIVE"
 ENV_HOST = "SERVING_HOST"
+ENV_KNN_METRIC = "SERVING_KNN_METRIC"
+ENV_KNN_DISTANCE = "SERVING_KNN_DISTANCE"
+ENV_RECOMMENDATIONS = "SERVING_RECOMMENDATIONS"
 ENV_FRONT_END = "SERVING_FRONT_END"
 ENV_CLIENT_TIMEOUT = "SERVING_CLIENT_TIMEOUT"
 
 FRONT_ENDS = ("nginx", "none")
+KNN_METRICS = ("L2", "COSINE", "INNER_PRODUCT")
+KNN_DISTANCES = ("euclidean", "squared")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Allowed range of every integer setting, and the variable that sets it (named in errors).
@@ -61,6 +66,7 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "max_response_bytes": (1024, 1024 * 1024 * 1024, ENV_MAX_RESPONSE),
     "max_values": (1024, 1 << 31, ENV_MAX_VALUES),
     "top_k": (1, 1000, ENV_TOP_K),
+    "recommendations": (1, 1000, ENV_RECOMMENDATIONS),
 }
 
 
@@ -132,6 +138,9 @@ class Settings:
     num_topics: int | None = None
     batch: bool = False
     log_level: str = "INFO"
+    knn_metric: str = "L2"
+    knn_distance: str = "euclidean"
+    recommendations: int = 10
     front_end: str = "nginx"
     client_timeout: int = 10
 
@@ -151,6 +160,12 @@ class Settings:
                 raise SettingsError(f"{name} ({env_name}) = {value} is outside {low}..{high}")
         if self.num_topics is not None and not 1 <= self.num_topics <= 10_000:
             raise SettingsError(f"{ENV_NUM_TOPICS}={self.num_topics} is outside 1..10000")
+        if self.knn_metric not in KNN_METRICS:
+            raise SettingsError(
+                f"{ENV_KNN_METRIC}={self.knn_metric!r}; expected one of {', '.join(KNN_METRICS)}")
+        if self.knn_distance not in KNN_DISTANCES:
+            raise SettingsError(f"{ENV_KNN_DISTANCE}={self.knn_distance!r}; expected one of "
+                                f"{', '.join(KNN_DISTANCES)}")
         if not self.host:
             raise SettingsError(f"{ENV_HOST} is empty")
 
@@ -197,6 +212,9 @@ class Settings:
             log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
             front_end=env.get(ENV_FRONT_END, "").strip().lower() or "nginx",
             client_timeout=_int(env, ENV_CLIENT_TIMEOUT, default=10),
+            knn_metric=env.get(ENV_KNN_METRIC, "").strip().upper() or "L2",
+            knn_distance=env.get(ENV_KNN_DISTANCE, "").strip().lower() or "euclidean",
+            recommendations=_int(env, ENV_RECOMMENDATIONS, default=10),
         )
 
     def replace(self, **changes: Any) -> Settings:

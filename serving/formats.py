@@ -248,28 +248,6 @@ def encode_knn_output(
     return b"".join(orjson.dumps(o, option=_NUMPY) + b"\n" for o in objs)
 
 
-# Distances recommend accepts, whichever index_metric k-NN uses on NTM topic weights (non-negative
-# and summing to 1): COSINE distance 1 - cos is in [0, 1] (in [0, 2] for any vectors), L2 distance
-# is at most sqrt(2) (squared: 2), INNER_PRODUCT of two such vectors is in [0, 1].  Anything
-# negative or above 2 did not come from k-NN on this model's topics; float32 rounding may put an
-# exact match a hair below 0, hence the tolerance.
-DISTANCE_RANGE = (0.0, 2.0)
-DISTANCE_TOLERANCE = 1e-5
-
-
-def check_distances(distances: np.ndarray, what: str,
-                    bounds: tuple[float, float] = DISTANCE_RANGE) -> None:
-    """UnprocessableEntity if a distance is NaN, infinite or outside ``bounds``."""
-    low, high = bounds
-    d = np.asarray(distances, dtype=np.float64)
-    if not np.isfinite(d).all():
-        raise UnprocessableEntity(f"{what}: a distance is NaN or infinite")
-    if d.size and (d.min() < low - DISTANCE_TOLERANCE or d.max() > high + DISTANCE_TOLERANCE):
-        raise UnprocessableEntity(
-            f"{what}: distances must be between {low:g} and {high:g} (k-NN on topic weights); "
-            f"got {d.min():.6g}..{d.max():.6g}")
-
-
 def _neighbours(lab: np.ndarray, dist: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     lab64, dist64 = lab.astype(np.float64).ravel(), dist.astype(np.float64).ravel()
     if lab64.size != dist64.size:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, formats, vectors
+from serving import codecs, formats, neighbours, vectors
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
@@ -99,7 +99,15 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
     featurizer = model.featurizer
 
     def run(texts: list[str], options: Options) -> Any:
-        return featurizer.transform(texts)
+        X = featurizer.transform(texts)
+        empty = np.flatnonzero(np.diff(X.indptr) == 0)
+        if empty.size:  # zeros would reach NTM, whose answer to them nobody knows
+            numbers = ", ".join(str(i + 1) for i in empty[:10]) + (", ..." if empty.size > 10
+                                                                   else "")
+            raise UnprocessableEntity(
+                f"record {numbers}: no word of the topic model's vocabulary, so no topics and "
+                "nothing to recommend from")
+        return X
 
     def encode(X: Any, media: MediaType) -> bytes:
         return formats.encode_ntm_input(X, media, settings.max_response_bytes)
@@ -123,7 +131,11 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
     def run(topics: np.ndarray, options: Options) -> np.ndarray:
         if not np.isfinite(topics).all():
             raise UnprocessableEntity("topic weights must be finite numbers")
-        return topics.astype(np.float32, copy=False)
+        unit, zero = neighbours.unit_rows(topics)  # k-NN is trained on unit vectors too
+        if zero.any():
+            raise UnprocessableEntity(
+                f"record {int(np.flatnonzero(zero)[0]) + 1}: all topic weights are zero")
+        return unit
 
     def encode(topics: np.ndarray, media: MediaType) -> bytes:
         return formats.encode_knn_input(topics, media, settings.max_response_bytes)
@@ -143,6 +155,8 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
     # Smallest JSON entry: {"id":"","title":"","newsgroup":"","score":0.0} plus the shortest
     # id, title and newsgroup in the catalog.
     entry_bytes = 48 + sum(min((len(v) for v in a), default=0) for a in (ids, titles, groups))
+    threads = neighbours.thread_ids(catalog.titles)
+    ranking = neighbours.Ranking(settings.knn_metric, settings.knn_distance)
 
     def decode(body: bytes, media: MediaType) -> list[tuple[np.ndarray, np.ndarray]]:
         rows = formats.decode_knn_output(body, media, settings.max_records)
@@ -152,27 +166,30 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
         return rows
 
     def run(rows: Sequence[tuple[np.ndarray, np.ndarray]], options: Options) -> list[list[dict]]:
-        total = sum(min(labels.size, options.top_k or labels.size) for labels, _ in rows)
+        want = options.top_k or settings.recommendations
+        total = sum(min(labels.size, want) for labels, _ in rows)
         vectors.check_output_size(total * entry_bytes, settings.max_response_bytes,
                                   f"{total} recommendations were asked for; ask for fewer "
-                                  "(custom attribute top_k, or a smaller k in k-NN) or send "
-                                  "fewer records per request")
+                                  "(custom attribute top_k) or send fewer records per request")
         results = []
-        for number, (labels, distances) in enumerate(rows, 1):
-            if labels.shape != distances.shape:
+        for number, (labels, values) in enumerate(rows, 1):
+            if labels.shape != values.shape:
                 raise UnprocessableEntity(f"record {number}: labels and distances differ in "
                                           "length")
-            formats.check_distances(distances, f"record {number}")
             if not catalog.valid(labels).all():
                 raise UnprocessableEntity(
                     f"record {number}: neighbour labels outside the catalog of {len(catalog)} "
                     "training documents (was k-NN trained on this model's NTM data?)")
-            order = np.argsort(distances, kind="stable")[: options.top_k]
-            picked = labels[order]
+            try:
+                order, scores = ranking.rank(values)
+            except neighbours.NeighbourError as exc:
+                raise UnprocessableEntity(f"record {number}: {exc}") from None
+            keep = neighbours.distinct(threads, labels[order], want)
+            picked, scores = labels[order][keep], scores[keep]
             results.append([
-                {"id": i, "title": t, "newsgroup": g, "score": round(1.0 - float(d), 6)}
-                for i, t, g, d in zip(ids[picked], titles[picked], groups[picked],
-                                      distances[order], strict=True)
+                {"id": i, "title": t, "newsgroup": g, "score": round(float(c), 6)}
+                for i, t, g, c in zip(ids[picked], titles[picked], groups[picked], scores,
+                                      strict=True)
             ])
         return results
 

@@ -41,6 +41,7 @@ from serving.vectorize import from_sklearn
 
 log = logging.getLogger("serving.train")
 ENV_SM_ROOT = "SM_ROOT"  # SageMaker's /opt/ml; settable so tests can use a temporary layout
+PROBES = "selfcheck.jsonl"  # texts for the deploy-time self-check (scripts/selfcheck.py)
 
 
 def make_cleaner(hp: Hyperparameters, *, lemmatize: bool) -> TextCleaner:
@@ -93,12 +94,45 @@ def write_ntm_data(hp: Hyperparameters, featurizer: NtmFeaturizer, X: Any,
     (ntm / "auxiliary" / "vocab.txt").write_text(
         "".join(f"{w}\n" for w in featurizer.vocabulary), encoding="utf-8")
     catalog.save(ntm / "catalog.jsonl")
-    empty = int((np.diff(X.indptr) == 0).sum())
     info = {"feature_dim": featurizer.feature_dim, "num_topics": hp.num_topics,
-            "documents": X.shape[0], "empty_documents": empty,
+            "documents": X.shape[0], "empty_documents": int((np.diff(X.indptr) == 0).sum()),
             "parts": [p.name for p in parts]}
     (ntm / "ntm_data.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def drop_empty(X: Any, catalog: Catalog) -> tuple[Any, Catalog, np.ndarray]:
+    """Documents with no word of the NTM vocabulary leave both NTM's training data and the
+    catalog, so row i of the one is still document i of the other (= k-NN label i)."""
+    keep = np.flatnonzero(np.diff(X.indptr) > 0)
+    kept = Catalog([catalog.ids[i] for i in keep], [catalog.titles[i] for i in keep],
+                   [catalog.newsgroups[i] for i in keep])
+    return X[keep], kept, keep
+
+
+def write_probes(X: Any, texts: list[str], catalog: Catalog, keep: np.ndarray, path: Path,
+                 count: int = 5) -> int:
+    """A few catalog documents' text for the deploy-time self-check (scripts/selfcheck.py):
+    each must come back with itself first. Only documents whose word counts no other document
+    shares (a cross-post or repost would tie with them), with at least 20 words and at most
+    20000 characters, spread over the catalog."""
+    rows = [(X.indices[X.indptr[i]:X.indptr[i + 1]].tobytes(),
+             X.data[X.indptr[i]:X.indptr[i + 1]].tobytes()) for i in range(X.shape[0])]
+    seen: dict[tuple[bytes, bytes], int] = {}
+    for row in rows:
+        seen[row] = seen.get(row, 0) + 1
+    chosen: list[int] = []
+    for start in np.linspace(0, X.shape[0], count, endpoint=False).astype(int):
+        for i in range(int(start), X.shape[0]):
+            if (seen[rows[i]] == 1 and X.data[X.indptr[i]:X.indptr[i + 1]].sum() >= 20
+                    and len(texts[keep[i]]) <= 20000 and i not in chosen):
+                chosen.append(i)
+                break
+    with path.open("wb") as fh:
+        for i in chosen:
+            fh.write(json.dumps({"index": i, "id": catalog.ids[i],
+                                 "text": texts[keep[i]]}).encode() + b"\n")
+    return len(chosen)
 
 
 def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparameters,
@@ -134,11 +168,14 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
         ) from exc
     catalog = Catalog.from_corpus(train.ids, train.titles,
                                   [train.label_names[i] for i in train.labels])
+    n_documents = X_ntm.shape[0]
+    X_ntm, catalog, keep = drop_empty(X_ntm, catalog)
 
     _empty_dir(model_dir)  # not rmtree: on SageMaker /opt/ml/model is a mount point
     classifier.save(model_dir / "classifier")
     featurizer.save(model_dir / "ntm")
     catalog.save(model_dir / "catalog.jsonl")
+    write_probes(X_ntm, train.texts, catalog, keep, model_dir / PROBES)
     report_dir = (output_dir or model_dir) / "evaluation"
     metrics = evaluate.write_report(test.labels, predicted, train.label_names, report_dir)
     summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n_test")}
@@ -146,6 +183,8 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     ntm_info = None
     if output_dir is not None:
         ntm_info = write_ntm_data(hp, featurizer, X_ntm, catalog, output_dir)
+        ntm_info["empty_documents"] = n_documents - X_ntm.shape[0]
+        (output_dir / "ntm" / "ntm_data.json").write_text(json.dumps(ntm_info, indent=1) + "\n")
     artifact.write_manifest(model_dir, extra={
         "training_data": {"source": splits.source, "fingerprint": data.fingerprint(train),
                           "n_train": len(train), "n_test": len(test)},

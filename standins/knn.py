@@ -5,12 +5,20 @@ Hyper-parameters as the built-in's (contract §5): ``feature_dim``, ``k``, ``pre
 ``sample_size`` (how many training points the index keeps: a seeded sample when fewer than
 given) and ``index_metric``:
 
-- ``COSINE``: distance = 1 - cosine similarity, ascending. Whether AWS's COSINE reports
-  distances or similarities is UNCONFIRMED (contract §5: AWS's own tutorial reverses the list);
-  this stand-in reports distances, nearest first. Consumers should not depend on either.
-- ``L2``: Euclidean distance, ascending.
-- ``INNER_PRODUCT``: ranked by descending inner product; reported as its negation so the list
-  stays ascending (the built-in's convention here is UNCONFIRMED as well).
+- ``L2`` (the built-in's default): Euclidean distance ("L2 for Euclidean-distance"), ascending,
+  so the nearest comes first.
+- ``COSINE``: the k most similar, reported as cosine SIMILARITIES ("COSINE for cosine
+  similarity") sorted "from smallest to largest" as the inference-format page says of verbose
+  distances: the nearest comes LAST. AWS's tutorial "Build a semantic content recommendation
+  system" (aws.amazon.com/tutorials/semantic-content-recommendation-system-amazon-sagemaker,
+  module four) trains with COSINE and reverses the returned labels (``[::-1][:10]``) to get the
+  closest first, which is what this reading predicts.
+- ``INNER_PRODUCT``: the k largest inner products ("inner-product distance"), reported as they
+  are and ascending: the nearest comes LAST too.
+
+AWS DG pages: ``kNN_hyperparameters`` (index_metric) and ``kNN-inference-formats`` (verbose).
+Whether the real L2 is squared (FAISS' ``IndexFlatL2`` returns squared distances) is UNCONFIRMED:
+``STANDIN_KNN_L2=squared`` in the environment makes this stand-in answer squared distances.
 
 Labels are stored as float32, as the built-in stores them (integers above 2**24 lose precision).
 The index directory holds only JSON and ``.npy``.
@@ -39,7 +47,7 @@ class KnnIndex:
     vectors: np.ndarray  # (n, d) float32; for COSINE, unit rows
     labels: np.ndarray  # (n,) float32
     k: int
-    index_metric: str = "COSINE"
+    index_metric: str = "L2"
     predictor_type: str = "classifier"
     sample_size: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
@@ -106,7 +114,7 @@ def build(
     vectors: Any,
     labels: Any,
     k: int,
-    index_metric: str = "COSINE",
+    index_metric: str = "L2",
     predictor_type: str = "classifier",
     sample_size: int | None = None,
     seed: int = 0,
@@ -157,12 +165,23 @@ def _vote(labels: np.ndarray) -> float:
     return float(values[best[np.argmin(first[best])]])
 
 
+def reported(index: KnnIndex, ranked: np.ndarray, squared_l2: bool = False) -> np.ndarray:
+    """What the built-in reports for neighbours ranked nearest first by ``_scores``: L2
+    distances (squared when asked), else similarities (``1 - ranked`` for COSINE, the inner
+    product for INNER_PRODUCT)."""
+    if index.index_metric == "L2":
+        return ranked * ranked if squared_l2 else ranked
+    return 1.0 - ranked if index.index_metric == "COSINE" else -ranked
+
+
 def query(
-    index: KnnIndex, M: Any, k: int | None = None
+    index: KnnIndex, M: Any, k: int | None = None, squared_l2: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(predicted_label (n,), labels (n, k), distances (n, k) ascending)`` for queries M (n, d).
 
-    Ties in distance go to the lower index position, so answers are deterministic.
+    "distances" are what the built-in documents per metric (module docstring): ascending in
+    every case, so for COSINE and INNER_PRODUCT the nearest neighbour is the LAST. Ties go to the
+    lower index position, so answers are deterministic.
     """
     Q = np.asarray(M, dtype=np.float64)
     if Q.ndim != 2 or Q.shape[1] != index.feature_dim:
@@ -183,4 +202,7 @@ def query(
         predicted = labels.astype(np.float64).mean(axis=1).astype(np.float32)
     else:
         predicted = np.array([_vote(row) for row in labels], dtype=np.float32)
-    return predicted, labels, distances
+    values = reported(index, distances.astype(np.float64), squared_l2).astype(np.float32)
+    if index.index_metric != "L2":  # similarities, smallest to largest: nearest last
+        labels, values = labels[:, ::-1].copy(), values[:, ::-1].copy()
+    return predicted, labels, values

@@ -14,7 +14,7 @@ Content-Type; refusals are 4xx with a short JSON message, never a traceback.
 Environment: STANDIN_ROLE (ntm | knn, set by each image), SM_MODEL_DIR, SAGEMAKER_BIND_TO_PORT,
 STANDIN_HOST (0.0.0.0), SAGEMAKER_MODEL_SERVER_WORKERS (2), SAGEMAKER_MODEL_SERVER_TIMEOUT (60),
 SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, SAGEMAKER_MAX_PAYLOAD_IN_MB (body limit, at least 6 MB),
-STANDIN_LOG_LEVEL (info).
+STANDIN_LOG_LEVEL (info), STANDIN_KNN_L2 (euclidean; `squared` answers squared L2 distances).
 """
 
 from __future__ import annotations
@@ -78,10 +78,11 @@ def ntm_role(model_dir: Path | str) -> Role:
 
 def knn_role(model_dir: Path | str) -> Role:
     index = knn.KnnIndex.load(model_dir)
+    squared = os.environ.get("STANDIN_KNN_L2", "").strip().lower() == "squared"
 
     def answer(body: bytes, media: MediaType, out: MediaType) -> bytes:
         M = formats.decode_knn_input(body, media, index.feature_dim)
-        predicted, labels, distances = knn.query(index, M, index.k)
+        predicted, labels, distances = knn.query(index, M, index.k, squared)
         return formats.encode_knn_output(predicted, labels, distances, out)
 
     info = {**index.hyperparameters(), "index_size": int(index.vectors.shape[0])}

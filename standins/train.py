@@ -1,16 +1,19 @@
 """Train the NTM and k-NN STAND-INS locally (not AWS code; AWS's built-ins do not run offline).
 
-    python -m standins.train all --ntm-data O/ntm --num-topics 20 --k 10 --out DIR
-    python -m standins.train ntm --ntm-data O/ntm --num-topics 20 --out DIR/ntm \\
+    python -m standins.train all --ntm-data O/ntm --num-topics 50 --k 50 --out DIR
+    python -m standins.train ntm --ntm-data O/ntm --num-topics 50 --out DIR/ntm \\
         [--topic-vectors DIR/topic_vectors.npy]
-    python -m standins.train knn --topic-vectors DIR/topic_vectors.npy --k 10 --out DIR/knn
+    python -m standins.train knn --topic-vectors DIR/topic_vectors.npy --k 50 --out DIR/knn
 
 ``O/ntm`` is what ``python -m serving.train --output-data-dir O`` writes: ``train/*.pbr``
 (sparse RecordIO word counts), ``auxiliary/vocab.txt``, ``ntm_data.json``.  ``all`` writes
 ``DIR/ntm/`` and ``DIR/knn/`` (each a model directory as SageMaker unpacks it to /opt/ml/model,
 plus that directory as ``model.tar.gz`` inside it), ``DIR/topic_vectors.npy`` (the training
 documents' topic weights, as a batch transform of NTM would give) and ``DIR/summary.json``.
-k-NN labels are the training documents' row indices, which index ``catalog.jsonl``.
+k-NN labels are the training documents' row indices, which index ``catalog.jsonl``. The k-NN
+index is built from the L2-normalised vectors, exactly what scripts/knn_data.py writes into the
+real k-NN training CSV (serving/neighbours.py); with a catalog (``--ntm-data``), the summary says
+how many neighbours each training document needs for 10 distinct threads (``neighbours_needed``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from serving import jsondoc, shards
+from serving import jsondoc, neighbours, shards
 from serving.cli import Parser
 from standins import knn, topics
 from standins.knn import KnnIndex
@@ -102,7 +105,7 @@ def train_knn(
     topic_vectors: Any,
     labels: Any,
     k: int,
-    index_metric: str = "COSINE",
+    index_metric: str = "L2",
     out_dir: Path | str | None = None,
     *,
     predictor_type: str = "classifier",
@@ -121,8 +124,8 @@ def train_knn(
 def knn_query(
     index: KnnIndex | Path | str, M: Any, k: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(predicted_label (n,), labels (n, k), distances (n, k) ascending)``. For COSINE,
-    distance = 1 - cosine similarity (AWS's own convention is UNCONFIRMED, contract §5)."""
+    """``(predicted_label (n,), labels (n, k), distances (n, k) ascending)``: L2 distances, or
+    for COSINE / INNER_PRODUCT similarities (nearest last), as standins/knn.py documents."""
     if not isinstance(index, KnnIndex):
         index = KnnIndex.load(index)
     return knn.query(index, M, k)
@@ -145,7 +148,7 @@ def _ntm_paths(args: argparse.Namespace) -> tuple[Path, Path | None, dict[str, A
 
 def run_ntm(args: argparse.Namespace, out: Path) -> tuple[NtmModel, np.ndarray, dict]:
     train_dir, vocab, info = _ntm_paths(args)
-    num_topics = args.num_topics or int(info.get("num_topics", 20))
+    num_topics = args.num_topics or int(info.get("num_topics", 50))
     t0 = time.perf_counter()
     model = train_ntm(
         train_dir,
@@ -162,6 +165,19 @@ def run_ntm(args: argparse.Namespace, out: Path) -> tuple[NtmModel, np.ndarray, 
     return model, vectors, timings
 
 
+def _needed(unit: np.ndarray, catalog_path: Path) -> dict[str, int]:
+    """Percentiles of how many neighbours the training documents need for 10 distinct threads
+    (scripts/knn_data.neighbours_needed): what k-NN's fixed ``k`` must cover."""
+    from scripts.knn_data import neighbours_needed
+    from serving.catalog import Catalog
+
+    threads = neighbours.thread_ids(Catalog.load(catalog_path).titles)
+    if len(threads) != unit.shape[0]:
+        return {}
+    need = neighbours_needed(unit, threads)
+    return {f"p{q}": int(np.percentile(need, q)) for q in (50, 90, 99, 100)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="python -m standins.train",
@@ -172,14 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ntm-data", help="serving.train's <output-data-dir>/ntm")
     parser.add_argument("--train-dir", help="folder of RecordIO word-count shards")
     parser.add_argument("--vocab", help="vocab.txt (one word per line, feature order)")
-    parser.add_argument("--num-topics", type=int, help="default: ntm_data.json's, else 20")
+    parser.add_argument("--num-topics", type=int,
+                        help="default: ntm_data.json's, else 50 (serving.train's default)")
     parser.add_argument("--algorithm", choices=topics.ALGORITHMS, default="nmf")
     parser.add_argument("--max-iter", type=int, help="fitting iterations (NMF) or passes (LDA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--topic-vectors", help="ntm: also write them here; knn: read them")
     parser.add_argument("--labels", help="knn: labels .npy (default: row indices)")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--index-metric", default="COSINE", choices=knn.METRICS)
+    parser.add_argument("--k", type=int, default=50, help="50: see docs/pipeline.md (threads)")
+    parser.add_argument("--index-metric", default="L2", choices=knn.METRICS)
     parser.add_argument("--predictor-type", default="classifier", choices=knn.PREDICTOR_TYPES)
     parser.add_argument("--sample-size", type=int, help="default: every training document")
     args = parser.parse_args(argv)
@@ -206,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         labels = (
             np.load(args.labels, allow_pickle=False) if args.labels else np.arange(vectors.shape[0])
         )
+        unit, zero = neighbours.unit_rows(vectors)
+        if zero.any():
+            raise SystemExit(f"topic vector {int(np.flatnonzero(zero)[0])} is all zero")
         t0 = time.perf_counter()
         index = train_knn(
-            vectors,
+            unit,
             labels,
             args.k,
             args.index_metric,
@@ -218,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         summary.update(knn_build_s=round(time.perf_counter() - t0, 2), knn=index.hyperparameters())
+        catalog = Path(args.ntm_data or "") / "catalog.jsonl"
+        if args.ntm_data and catalog.exists() and not args.labels:
+            summary["neighbours_for_10_threads"] = _needed(unit, catalog)
     summary["total_s"] = round(time.perf_counter() - started, 2)
     if args.command == "all":
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

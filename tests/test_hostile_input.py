@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving import formats, jsondoc, record_pb2, recordio
+from serving import formats, jsondoc, neighbours, record_pb2, recordio
 from serving.app import Server, create_app
 from serving.artifact import MANIFEST, Model
 from serving.config import Settings
@@ -370,16 +370,21 @@ def test_recommend_accepts_the_whole_metric_range(clients) -> None:
     assert post(clients["recommend"], body, "application/json").status_code == 200
 
 
-@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6))
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6),
+       st.sampled_from([("L2", "euclidean"), ("L2", "squared"), ("COSINE", "euclidean"),
+                        ("INNER_PRODUCT", "euclidean")]))
 @settings(max_examples=300, deadline=None, database=None)
-def test_check_distances_matches_its_range(values: list[float]) -> None:
+def test_distance_range_check_matches_the_metric(values: list[float], how) -> None:
+    ranking = neighbours.Ranking(*how)
+    low, high = ranking.bounds
     d = np.asarray(values)
-    ok = bool(np.isfinite(d).all() and d.min() >= -1e-5 and d.max() <= 2 + 1e-5)
+    tol = neighbours.TOLERANCE
+    ok = bool(np.isfinite(d).all() and d.min() >= low - tol and d.max() <= high + tol)
     if ok:
-        formats.check_distances(d, "record 1")
+        ranking.rank(d)
     else:
-        with pytest.raises(UnprocessableEntity):
-            formats.check_distances(d, "record 1")
+        with pytest.raises(neighbours.NeighbourError):
+            ranking.rank(d)
 
 
 # --- numpy warnings ----------------------------------------------------------------------------

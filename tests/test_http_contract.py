@@ -92,10 +92,14 @@ def test_classify_top_k_attribute(servers) -> None:
                                     "application/jsonlines", "text/csv",
                                     "application/x-recordio-protobuf"])
 def test_ntm_features(servers, model: Model, content_type: str, accept: str) -> None:
-    response = servers["ntm-features"].post(TEXT_BODIES[content_type], content_type, accept)
+    docs = DOCS[:2]  # DOCS[2] has no word of the NTM vocabulary: test_ntm_features_empty_is_422
+    body = {"text/csv": "".join(f'"{d}"\r\n' for d in docs).encode(),
+            "application/json": orjson.dumps({"instances": docs}),
+            "application/jsonlines": b"".join(orjson.dumps(d) + b"\n" for d in docs)}
+    response = servers["ntm-features"].post(body[content_type], content_type, accept)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == accept.split(";")[0]
-    expected = model.featurizer.transform(DOCS).toarray()
+    expected = model.featurizer.transform(docs).toarray()
     dim = model.featurizer.feature_dim
     if accept.startswith("application/x-recordio"):
         got = recordio.decode_matrix(response.content, n_cols=dim)
@@ -145,7 +149,16 @@ def test_topics_to_knn(servers, model: Model, content_type: str, accept: str | N
         got = np.vstack(recordio.decode_tensor_rows(response.content, "features", "values"))
     else:
         got = np.asarray([row["features"] for row in _instances(response)])
-    np.testing.assert_allclose(got, W, rtol=1e-6)
+    unit = W / np.linalg.norm(W, axis=1, keepdims=True)  # k-NN sees unit vectors
+    np.testing.assert_allclose(got, unit, rtol=1e-6)
+
+
+def test_ntm_features_empty_is_422(servers, model: Model) -> None:
+    """A text without a word of the NTM vocabulary would be an all-zero row for NTM."""
+    assert model.featurizer.transform([DOCS[2]]).nnz == 0
+    response = servers["ntm-features"].post(TEXT_BODIES["application/json"], "application/json")
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("record 3: no word of the topic model")
 
 
 def test_topics_to_knn_wrong_length_is_422(servers, model: Model) -> None:
@@ -185,7 +198,8 @@ def test_recommend(servers, model: Model, content_type: str, accept: str | None)
         recs = [p["recommendations"] for p in orjson.loads(response.content)["predictions"]]
     assert [r["id"] for r in recs[0]] == [model.catalog.ids[i] for i in (1, 7, 3)]
     assert recs[1][0] == {"id": model.catalog.ids[0], "title": model.catalog.titles[0],
-                          "newsgroup": model.catalog.newsgroups[0], "score": 0.95}
+                          "newsgroup": model.catalog.newsgroups[0],
+                          "score": 1 - 0.05 ** 2 / 2}  # L2 over unit vectors: 1 - d**2/2
 
 
 def test_recommend_needs_verbose_and_known_labels(servers, model: Model) -> None:

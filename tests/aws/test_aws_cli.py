@@ -101,11 +101,17 @@ def test_buildspec_runs_the_push_script() -> None:
         [env.get(w[1:], w) if w.startswith("$") else w for w in expanded]
     )
     assert args.build and args.tag == "0123456789ab" and args.repository == "sm-text-pipeline"
-    tag = subprocess.run(
-        ["bash", "-c", 'echo "${CODEBUILD_RESOLVED_SOURCE_VERSION:0:12}"'],
-        env={"CODEBUILD_RESOLVED_SOURCE_VERSION": "0123456789abcdef0123456789abcdef01234567"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    (tag_line,) = [c for c in spec["phases"]["pre_build"]["commands"] if "IMAGE_TAG=" in c]
+
+    def tag_for(env: dict[str, str]) -> str:
+        script = f'{tag_line}; echo "$IMAGE_TAG"'
+        done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                              check=True)
+        return done.stdout.strip()
+
+    tag = tag_for({"CODEBUILD_RESOLVED_SOURCE_VERSION": "0123456789abcdef0123456789abcdef01234567"})
     assert tag == "0123456789ab" == ecr_push.resolve_tag(tag)
+    s3_tag = tag_for({"CODEBUILD_BUILD_NUMBER": "17"})  # an S3 source: no commit
+    assert s3_tag == "build-17" == ecr_push.resolve_tag(s3_tag)
+    assert "--image-detail imageDetail.json" in build  # the name CodePipeline reads
+    assert "imageDetail.json" in spec["artifacts"]["files"]

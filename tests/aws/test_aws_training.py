@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from scripts.aws_common import ScriptError, wait_for
 pytestmark = pytest.mark.aws
 
 
-def test_region_table_is_sdk_v2s() -> None:
+def test_region_tables_are_the_sdks() -> None:
     assert len(builtin_images.NTM_REGISTRIES) == 37
+    assert len(builtin_images.KNN_REGISTRIES) == 37
     spot = {
         "us-east-1": "382416733822",
         "us-east-2": "404615174143",
@@ -38,11 +40,13 @@ def test_region_table_is_sdk_v2s() -> None:
             f"{account}.dkr.ecr.{region}.amazonaws.com/ntm:1"
         )
         assert builtin_images.image_uri("knn", region).startswith(account)
-    for region, account in builtin_images.KNN_REGISTRIES.items():
-        assert builtin_images.NTM_REGISTRIES[region] == account  # same accounts where both list
+    for region, account in builtin_images.NTM_REGISTRIES.items():  # every NTM region has k-NN
+        knn = builtin_images.image_uri("knn", region)
+        assert knn.startswith(f"{account}.dkr.ecr.{region}.") and knn.endswith("/knn:1")
+    assert builtin_images.image_uri("knn", "ap-south-2").startswith("628508329040.")
     assert builtin_images.image_uri("ntm", "cn-north-1").endswith(".amazonaws.com.cn/ntm:1")
     with pytest.raises(ScriptError, match="--knn-image"):
-        builtin_images.image_uri("knn", "ap-south-2")
+        builtin_images.image_uri("knn", "xx-nowhere-1")
 
 
 def test_knn_data_helpers() -> None:
@@ -54,7 +58,9 @@ def test_knn_data_helpers() -> None:
     lines = '{"topic_weights": [0.5, 0.5]}\n{"predictions": [{"topic_weights": [1, 0]}]}\n'
     vectors = knn_data.topic_vectors(lines)
     assert vectors == [[0.5, 0.5], [1.0, 0.0]]
-    assert knn_data.knn_csv(vectors, 7) == ("7,0.5,0.5\n8,1,0\n", 2)
+    assert knn_data.knn_csv(vectors, 7) == ("7,0.7071068,0.7071068\n8,1,0\n", 2)  # unit rows
+    with pytest.raises(knn_data.DataError, match="all topic weights are zero"):
+        knn_data.knn_csv([[0.5, 0.5], [0.0, 0.0]])
 
 
 def test_failure_reason_is_surfaced() -> None:
@@ -157,7 +163,7 @@ def test_upload_then_builtin_flow(
 
     knn = sm.describe_training_job(TrainingJobName=f"knn-{unique}")
     assert knn["AlgorithmSpecification"]["TrainingImage"].endswith("/knn:1")
-    assert knn["HyperParameters"]["index_metric"] == "COSINE"
+    assert knn["HyperParameters"]["index_metric"] == "L2"
     assert knn["HyperParameters"]["k"] == "4"
     assert knn["HyperParameters"]["feature_dim"] == str(topics)
     assert knn["HyperParameters"]["sample_size"] == str(documents)
@@ -168,7 +174,10 @@ def test_upload_then_builtin_flow(
     rows = s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read().decode().splitlines()
     catalog = [json.loads(line) for line in (ntm_dir / "catalog.jsonl").read_text().splitlines()]
     assert [int(r.split(",")[0]) for r in rows] == [c["index"] for c in catalog]
-    assert [float(r.split(",")[1]) for r in rows[:3]] == [0.0, 0.001, 0.002]
+    vectors = [[float(x) for x in r.split(",")[1:]] for r in rows]  # unit vectors (knn_data)
+    want = [d / 1000 / math.sqrt((d / 1000) ** 2 + 1.25) for d in range(3)]
+    assert [v[0] for v in vectors[:3]] == pytest.approx(want, abs=1e-6)
+    assert all(math.hypot(*v) == pytest.approx(1.0, abs=1e-5) for v in vectors)
 
 
 def test_topic_count_mismatch_is_an_error(

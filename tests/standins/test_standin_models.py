@@ -119,8 +119,9 @@ def test_train_ntm_writes_a_pickle_free_model_dir_and_tarball(
     assert len(top) == NUM_TOPICS and all(w.startswith(("g", "common")) for w in top["0"])
 
 
-def test_knn_cosine_distances_labels_and_votes() -> None:
-    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [2, 0]], dtype=np.float64)
+def test_knn_l2_distances_labels_and_votes() -> None:
+    """L2, the built-in's default: Euclidean distances, ascending, nearest first."""
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 0]], dtype=np.float64)
     index = train_knn(vectors, [10, 11, 12, 13, 14], k=3)
     assert index.labels.dtype == np.float32 and index.vectors.dtype == np.float32
     assert index.hyperparameters() == {
@@ -128,16 +129,30 @@ def test_knn_cosine_distances_labels_and_votes() -> None:
         "k": 3,
         "predictor_type": "classifier",
         "sample_size": 5,
-        "index_metric": "COSINE",
+        "index_metric": "L2",
     }
-    predicted, labels, distances = knn_query(index, np.array([[1.0, 0.0], [0.0, 3.0]]))
+    predicted, labels, distances = knn_query(index, np.array([[1.0, 0.0], [0.0, 1.0]]))
     assert labels.dtype == np.float32 and labels.shape == distances.shape == (2, 3)
-    # [1,0] and [2,0] are both at distance 0: the tie goes to the lower index position
+    # [1,0] twice at distance 0: the tie goes to the lower index position
     np.testing.assert_array_equal(labels, [[10, 14, 11], [12, 13, 11]])
-    cos = 0.9 / np.hypot(0.9, 0.1)
-    np.testing.assert_allclose(distances[0], [0, 0, 1 - cos], atol=1e-6)
+    np.testing.assert_allclose(distances[0], [0, 0, np.hypot(0.1, 0.1)], atol=1e-6)
     assert (np.diff(distances, axis=1) >= 0).all()
     np.testing.assert_array_equal(predicted, [10, 12])  # all labels differ: nearest wins
+    squared = knn.query(index, np.array([[1.0, 0.0]]), squared_l2=True)[2]
+    np.testing.assert_allclose(squared[0], distances[0] ** 2, atol=1e-6)
+
+
+def test_knn_cosine_answers_similarities_nearest_last() -> None:
+    """COSINE "for cosine similarity", verbose values "sorted from smallest to largest" (AWS
+    DG): the most similar neighbour comes LAST, as AWS's tutorial's [::-1] expects."""
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [2, 0]], dtype=np.float64)
+    index = train_knn(vectors, [10, 11, 12, 13, 14], k=3, index_metric="COSINE")
+    predicted, labels, sims = knn_query(index, np.array([[1.0, 0.0], [0.0, 3.0]]))
+    np.testing.assert_array_equal(labels, [[11, 14, 10], [11, 13, 12]])
+    cos = 0.9 / np.hypot(0.9, 0.1)
+    np.testing.assert_allclose(sims[0], [cos, 1, 1], atol=1e-6)
+    assert (np.diff(sims, axis=1) >= 0).all()
+    np.testing.assert_array_equal(predicted, [10, 12])  # the vote still prefers the nearest
 
 
 def test_knn_vote_regressor_other_metrics_and_k() -> None:
@@ -152,8 +167,8 @@ def test_knn_vote_regressor_other_metrics_and_k() -> None:
     assert predicted[0] == pytest.approx(1.5)
     inner = knn.build(vectors, [0, 1, 2, 3], k=2, index_metric="inner_product")
     _, labels, distances = knn.query(inner, [[1.0]])
-    np.testing.assert_array_equal(labels, [[3, 2]])
-    np.testing.assert_allclose(distances, [[-10, -2]])
+    np.testing.assert_array_equal(labels, [[2, 3]])  # the largest inner product last
+    np.testing.assert_allclose(distances, [[2, 10]])
     assert knn.query(index, [[0.0]], k=50)[1].shape == (1, 4)  # k larger than the index
     sampled = knn.build(np.eye(6), np.arange(6), k=2, sample_size=3)
     assert sampled.vectors.shape == (3, 6) and sampled.sample_size == 3
