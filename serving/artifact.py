@@ -35,8 +35,10 @@ SCHEMA_VERSION = 1
 T = TypeVar("T")
 MANIFEST = "manifest.json"
 # Everything a model directory holds: training refuses to empty one that holds anything else.
+PROBES = "selfcheck.jsonl"  # texts for the deploy-time self-check (scripts/selfcheck.py)
+# What a model directory of ours holds.
 MODEL_ENTRIES = frozenset({MANIFEST, "metrics.json", "classifier", "ntm", "catalog.jsonl",
-                           "evaluation"})
+                           "evaluation", PROBES})
 MAX_MANIFEST_BYTES = 1 << 20  # ours are a few KB (the classes and hyper-parameters)
 
 

@@ -19,9 +19,11 @@ from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
 
 TEXT_INPUTS = codecs.TEXT_INPUT_TYPES
+# One line: in batch mode (SAGEMAKER_BATCH=true) a text/plain body holds one document per line,
+# and ntm-features refuses a document with no word of its vocabulary.
 WARMUP_TEXT = (
-    "Subject: Re: graphics card drivers\n\nMy new video card shows garbage on the screen "
-    "after installing the windows driver. Any help with the vga mode settings?"
+    "Re: graphics card drivers. My new video card shows garbage on the screen after installing "
+    "the windows driver. Any help with the vga mode settings?"
 )
 
 

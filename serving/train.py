@@ -41,7 +41,7 @@ from serving.vectorize import from_sklearn
 
 log = logging.getLogger("serving.train")
 ENV_SM_ROOT = "SM_ROOT"  # SageMaker's /opt/ml; settable so tests can use a temporary layout
-PROBES = "selfcheck.jsonl"  # texts for the deploy-time self-check (scripts/selfcheck.py)
+PROBES = artifact.PROBES
 
 
 def make_cleaner(hp: Hyperparameters, *, lemmatize: bool) -> TextCleaner:
