@@ -33,6 +33,8 @@ model (TransformInput, TransformOutput, ModelClientConfig), DG batch-transform-e
    container's status and message in the job's log; we give that sentence followed by the same
    log line (object, status, the container's message), so the reason is visible offline. The
    log is kept at ``runtime-logs/transform-<job>/data-log.txt`` with each container's log.
+6. Not emulated: ``DataProcessing`` filters and joins (such a job fails, saying so); several
+   instances (``InstanceCount`` runs as one).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class TransformJob:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
+            self.refuse_unsupported()
             limits = self.start_containers()
             self.transform_all(limits)
             status, reason = "Completed", ""
@@ -110,6 +113,17 @@ class TransformJob:
         if reason:
             self.log(reason)
         return status, reason[:1024]
+
+    def refuse_unsupported(self) -> None:
+        """DataProcessing filters and joins are not emulated: say so rather than ignore them."""
+        given = self.desc.get("DataProcessing") or {}
+        defaults = {"InputFilter": "$", "OutputFilter": "$", "JoinSource": "None"}
+        used = [k for k, v in given.items() if k in defaults and v not in (defaults[k], "")]
+        if used:
+            raise JobFailed(
+                f"ClientError: the local runtime does not implement DataProcessing "
+                f"{', '.join(sorted(used))} (only the defaults: $, $, None)"
+            )
 
     # -- containers and limits ---------------------------------------------------------------
     def start_containers(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """moto's transform jobs, made to behave like SageMaker's control plane (applied by moto_shims.py).
 
-moto 5.2.1 accepts any CreateTransformJob and reports it Completed at once. With this shim:
+moto (5.2.1 and 5.2.5 checked) accepts any CreateTransformJob and reports it Completed at once. With
+this shim:
 
 - CreateTransformJob is validated as the API reference documents it
   (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html and

@@ -100,3 +100,24 @@ def test_a_failing_container_is_named(servers: list[Any]) -> None:
     with pytest.raises(CallFailed) as caught:
         chain([closed], b"doc", "text/plain", None, 2)
     assert caught.value.status == 0 and caught.value.hostname == "gone"
+
+
+def test_data_processing_filters_are_refused_not_ignored(tmp_path: Any) -> None:
+    from threading import Event
+
+    from scripts.local_transform import TransformJob
+
+    class NoDocker:
+        work = tmp_path
+
+        def teardown(self, dep: Any) -> None:
+            pass
+
+    desc = {
+        "TransformJobName": "j",
+        "ModelName": "m",
+        "DataProcessing": {"InputFilter": "$.text", "JoinSource": "Input", "OutputFilter": "$"},
+    }
+    status, reason = TransformJob(NoDocker(), desc, Event()).run()  # type: ignore[arg-type]
+    assert status == "Failed"
+    assert "does not implement DataProcessing InputFilter, JoinSource" in reason
