@@ -25,7 +25,6 @@ from transform_stack import TransformStack, missing_prerequisite, start, stop
 from scripts.local_batch_split import mini_batches
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker, pytest.mark.slow]
-CONTAINER_FIX = "container-side fix on branch i10a: one output line per input line in batch mode"
 WORDS = [
     *("space", "orbit", "shuttle", "launch", "nasa", "planet", "moon", "rocket", "hockey"),
     *("game", "team", "season", "goal", "player", "church", "god", "faith", "bible", "belief"),
@@ -131,7 +130,6 @@ def test_multi_record_labels_equal_realtime_answers(
     assert len(labels(multi["out"])) == len(multi["texts"])
 
 
-@pytest.mark.xfail(strict=True, reason=CONTAINER_FIX)
 def test_multi_record_n_lines_in_n_lines_out(multi: dict[str, Any]) -> None:
     assert len(multi["out"].splitlines()) == len(multi["texts"])
 
@@ -164,7 +162,6 @@ def test_single_record_sends_one_record_per_request(
     )
 
 
-@pytest.mark.xfail(strict=True, reason=CONTAINER_FIX)
 def test_single_record_n_lines_in_n_lines_out(single: dict[str, Any]) -> None:
     assert len(single["out"].splitlines()) == len(single["texts"])
 
@@ -358,10 +355,9 @@ def news(stack: TransformStack, real_trained: tuple[Path, Path]) -> dict[str, An
     assert test is not None
     data = jsonl(test.texts)
     stack.put("s3://bt-news/in/test.jsonl", data)
-    # One test post has 160,616 characters, over the container's default SERVING_MAX_DOC_CHARS
-    # (100,000), which answers 413 and fails the job: the model raises the limit, for the
-    # batch job and the realtime endpoint alike.
-    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SERVING_MAX_DOC_CHARS": "200000"}
+    # One test post has 160,616 characters: the defaults classify it (a document may be as
+    # long as the body), in the batch job and on the realtime endpoint alike.
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     name = stack.model("news-classify", model_dir, env)
     started = time.monotonic()
     desc = transform(stack, "bt-news", name, "--input", "s3://bt-news/in/",
@@ -414,6 +410,5 @@ def test_20news_labels_equal_realtime_and_the_models_accuracy(news: dict[str, An
 
 
 @pytest.mark.data
-@pytest.mark.xfail(strict=True, reason=CONTAINER_FIX)
 def test_20news_n_lines_in_n_lines_out(news: dict[str, Any]) -> None:
     assert len(news["out"].splitlines()) == len(news["test"].texts)
