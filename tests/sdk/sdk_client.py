@@ -79,9 +79,29 @@ def _environment(work: Path) -> None:
         os.environ.pop(name, None)
 
 
+def _publish_on_loopback() -> None:
+    """Local mode publishes the serving port on every interface (compose ``"PORT:8080"``,
+    sagemaker/local/image.py ``_create_docker_host``); these tests publish it on 127.0.0.1 only.
+    The SDK itself still calls ``http://localhost:PORT``, so nothing else changes."""
+    from sagemaker.local.image import _SageMakerContainer
+
+    create = _SageMakerContainer._create_docker_host
+
+    def on_loopback(self: Any, *args: Any, **kwargs: Any) -> dict:
+        config = create(self, *args, **kwargs)
+        if "ports" in config:
+            config["ports"] = [p if p.count(":") > 1 else f"127.0.0.1:{p}"
+                               for p in config["ports"]]
+        return config
+
+    _SageMakerContainer._create_docker_host = on_loopback  # type: ignore[method-assign]
+
+
 def _session(work: Path, port: int) -> Any:
     import boto3
     from sagemaker.local import LocalSession
+
+    _publish_on_loopback()
 
     boto = boto3.Session(region_name=REGION, aws_access_key_id="local-sdk-tests",
                          aws_secret_access_key="local-sdk-tests")
