@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ from scripts.aws_common import (
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
+
+
+def stamp() -> str:
+    """The <timestamp> of default job names: <prefix>-<timestamp>."""
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def check_name(name: str, what: str = "endpoint", max_len: int = 54) -> str:

@@ -125,7 +125,7 @@ class TransformStack:
 
 
 def start(work: Path) -> TransformStack:
-    local_aws = [sys.executable, str(REPO / "scripts" / "local_aws.py")]
+    local_aws = [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py")]
     started = subprocess.run(
         [*local_aws, "start", "--runtime", "--work-dir", str(work)],
         capture_output=True, text=True, timeout=300, check=False,
@@ -155,6 +155,7 @@ def start(work: Path) -> TransformStack:
 
 def stop(work: Path) -> None:
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "local_aws.py"), "stop", "--work-dir", str(work)],
+        [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py"), "stop", "--work-dir",
+         str(work)],
         capture_output=True, timeout=180, check=False,
     )  # fmt: skip

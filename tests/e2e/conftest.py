@@ -31,9 +31,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     train = [sys.executable, "-m", "serving.train", "--data", str(DATA_TGZ)]
     st.run([*train, "--model-dir", str(model), "--output-data-dir", str(data)], timeout=600)
     st.timings["train"] = round(time.monotonic() - started, 1)
-    st.step("local_aws_start", "local_aws", "start", "--runtime", "--work-dir", la_dir)
+    st.step("local_aws_start", "localsm/aws", "start", "--runtime", "--work-dir", la_dir)
     try:
-        env_json = st.script("local_aws", "env", "--work-dir", la_dir, "--format", "json")
+        env_json = st.script("localsm/aws", "env", "--work-dir", la_dir, "--format", "json")
         st.env.update(json.loads(env_json.stdout))
         st.env["SAGEMAKER_ROLE_ARN"] = create_role(st.env)
         st.step("push_image", "ecr_push", "--image", IMAGE, "--tag", "e2e")
@@ -70,5 +70,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.timings["deploy_both"] = round(seconds, 1)
         yield st
     finally:
-        st.script("local_aws", "stop", "--work-dir", la_dir, check=False, timeout=180)
+        st.script("localsm/aws", "stop", "--work-dir", la_dir, check=False, timeout=180)
         print(f"\ne2e timings (s): {json.dumps(st.timings)}")

@@ -3,7 +3,7 @@ the helpers live here so the tests can import them).
 
 Built with the project's own scripts, each run as a user would (a child process):
 ``build_standins.sh`` (FROM the project image, which must be built) -> ``serving.train`` on
-20 Newsgroups -> ``local_aws.py start --runtime`` (moto, registry, local SageMaker runtime) ->
+20 Newsgroups -> ``localsm/aws.py start --runtime`` (moto, registry, local SageMaker runtime) ->
 ``ecr_push.py`` (our image; the stand-ins as the built-in ``ntm:1`` / ``knn:1``) ->
 ``upload_artifacts.py`` -> ``builtin_training.py all --local`` -> ``endpoints.py``
 ``create-classifier`` / ``create-pipeline``.

@@ -1,4 +1,4 @@
-"""Containers of one endpoint, started locally as SageMaker hosting would (for local_runtime.py).
+"""Containers of one endpoint, started locally as SageMaker hosting would (for runtime.py).
 
 Per endpoint (its current config's first variant, one instance):
 
