@@ -59,9 +59,10 @@ class ScriptError(Exception):
         self.exit_code = exit_code
 
 
-def log(message: str) -> None:
-    """Progress and diagnostics go to stderr; results go to stdout."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def log(message: str, who: str = "") -> None:
+    """Progress and diagnostics go to stderr; results go to stdout. who: the emulator's part."""
+    stamp = f"{who} {time.strftime('%H:%M:%S')}" if who else time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def emit(key: str, value: object) -> None:

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -37,8 +36,11 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from scripts.aws_common import log
 
 LABEL = "sm-text-pipeline.local-runtime"
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
@@ -51,8 +53,7 @@ class DeployError(Exception):
     pass
 
 
-def say(message: str) -> None:
-    print(f"[local_runtime {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+say = partial(log, who="runtime")  # the runtime's progress lines: [runtime HH:MM:SS] ...
 
 
 def docker(*args: str, timeout: float = 300, stdin: str | None = None, env: Any = None) -> str:

@@ -10,12 +10,14 @@ import base64
 import json
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from scripts.aws_common import log
 
 REGION = "us-east-1"
 FAKE_KEY = "testing"
@@ -25,8 +27,7 @@ class LocalAwsError(Exception):
     pass
 
 
-def say(message: str) -> None:
-    print(f"[local_aws] {message}", file=sys.stderr, flush=True)
+say = partial(log, who="localsm")  # the stack's progress lines: [localsm HH:MM:SS] ...
 
 
 def free_port() -> int:
