@@ -33,8 +33,26 @@ def channel(name: str, uri: str, content_type: str, sharded: bool = False) -> di
     }
 
 
-def run_training(aws: Aws, args: argparse.Namespace, job: str, spec: dict[str, Any]) -> str:
-    """Start (unless it exists) and wait for a training job; returns its model artifact URI."""
+def run_training(
+    aws: Aws,
+    args: argparse.Namespace,
+    algorithm: str,
+    job: str,
+    hyper: dict[str, str],
+    channels: list[dict[str, Any]],
+) -> str:
+    """Start (unless it exists) and wait for a built-in algorithm's training job (ntm, knn):
+    prints <ALGORITHM>_TRAINING_JOB and <ALGORITHM>_MODEL_DATA; returns the artifact URI."""
+    image = getattr(args, f"{algorithm}_image") or image_uri(algorithm, aws.region)
+    spec = {
+        "AlgorithmSpecification": {
+            "TrainingImage": image,
+            "TrainingInputMode": "File",
+        },
+        "HyperParameters": hyper,
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": f"{args.output.rstrip('/')}/{algorithm}/"},
+    }
     sm = aws.client("sagemaker")
     if describe_or_none(sm.describe_training_job, TrainingJobName=job):
         log(f"training job {job} exists: not starting it again")
@@ -57,7 +75,10 @@ def run_training(aws: Aws, args: argparse.Namespace, job: str, spec: dict[str, A
         failed=["Failed", "Stopped"],
         poll=30,
     )
-    return str(desc.get("ModelArtifacts", {}).get("S3ModelArtifacts", f"s3://<{job} output>"))
+    artifacts = str(desc.get("ModelArtifacts", {}).get("S3ModelArtifacts", f"s3://<{job} output>"))
+    emit(f"{algorithm.upper()}_TRAINING_JOB", job)
+    emit(f"{algorithm.upper()}_MODEL_DATA", artifacts)
+    return artifacts
 
 
 def ntm(aws: Aws, args: argparse.Namespace) -> dict[str, Any]:
@@ -70,21 +91,11 @@ def ntm(aws: Aws, args: argparse.Namespace) -> dict[str, Any]:
             feature_dim = len(ntm_topics.s3_read(aws, vocab_uri).decode("utf-8").splitlines())
     hyper = {"feature_dim": str(feature_dim), "num_topics": str(args.num_topics), **args.hp}
     job = args.ntm_job_name or f"sm-text-ntm-{stamp()}"
-    spec = {
-        "AlgorithmSpecification": {
-            "TrainingImage": args.ntm_image or image_uri("ntm", aws.region),
-            "TrainingInputMode": "File",
-        },
-        "HyperParameters": hyper,
-        "InputDataConfig": [
-            channel("train", args.train, RECORDIO, sharded=args.instance_count > 1),
-            channel("auxiliary", args.auxiliary, "text/plain"),
-        ],
-        "OutputDataConfig": {"S3OutputPath": f"{args.output.rstrip('/')}/ntm/"},
-    }
-    artifacts = run_training(aws, args, job, spec)
-    emit("NTM_TRAINING_JOB", job)
-    emit("NTM_MODEL_DATA", artifacts)
+    channels = [
+        channel("train", args.train, RECORDIO, sharded=args.instance_count > 1),
+        channel("auxiliary", args.auxiliary, "text/plain"),
+    ]
+    run_training(aws, args, "ntm", job, hyper, channels)
     return {"job": job, "num_topics": args.num_topics}
 
 
@@ -99,15 +110,4 @@ def knn(aws: Aws, args: argparse.Namespace, train: str, dim: Any, documents: Any
         "index_type": "faiss.Flat",
     }
     job = args.knn_job_name or f"sm-text-knn-{stamp()}"
-    spec = {
-        "AlgorithmSpecification": {
-            "TrainingImage": args.knn_image or image_uri("knn", aws.region),
-            "TrainingInputMode": "File",
-        },
-        "HyperParameters": hyper,
-        "InputDataConfig": [channel("train", train, KNN_CSV)],
-        "OutputDataConfig": {"S3OutputPath": f"{args.output.rstrip('/')}/knn/"},
-    }
-    artifacts = run_training(aws, args, job, spec)
-    emit("KNN_TRAINING_JOB", job)
-    emit("KNN_MODEL_DATA", artifacts)
+    run_training(aws, args, "knn", job, hyper, [channel("train", train, KNN_CSV)])
