@@ -83,7 +83,7 @@ def test_the_graph_is_read() -> None:
     edges = graph()
     assert "scripts.localsm.procs" in edges["scripts.localsm.runtime"]
     assert "scripts.training_jobs" in edges["scripts.localsm.training"]
-    assert "scripts.localsm.deploy" in edges["scripts.localsm.aws"]
+    assert "scripts.localsm.cleanup" in edges["scripts.localsm.aws"]
 
 
 def test_no_import_cycles() -> None:

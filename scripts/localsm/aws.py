@@ -39,7 +39,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
 from scripts.aws_cli import make_parser
-from scripts.localsm.deploy import sweep
+from scripts.localsm.cleanup import sweep
 from scripts.localsm.procs import (
     FAKE_KEY,
     REGION,

@@ -17,7 +17,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
-from scripts.localsm.deploy import Deployer, DeployError, Deployment, say, sweep
+from scripts.localsm.cleanup import sweep
+from scripts.localsm.deploy import Deployer, DeployError, Deployment, say
 
 ACCOUNT = "123456789012"  # moto's default account
 

@@ -45,7 +45,8 @@ if __package__ in (None, ""):
 
 from scripts.aws_cli import make_parser
 from scripts.localsm import chain
-from scripts.localsm.deploy import Deployer, runtime_id, say
+from scripts.localsm.cleanup import runtime_id
+from scripts.localsm.deploy import Deployer, say
 from scripts.localsm.endpoints import ApiError, Endpoints
 from scripts.localsm.procs import FAKE_KEY, REGION, moto_ecr_password
 from scripts.localsm.transform_runner import TransformRunner

@@ -36,13 +36,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env_json = st.script("localsm/aws", "env", "--work-dir", la_dir, "--format", "json")
         st.env.update(json.loads(env_json.stdout))
         st.env["SAGEMAKER_ROLE_ARN"] = create_role(st.env)
-        st.step("push_image", "ecr_push", "--image", IMAGE, "--tag", "e2e")
-        image_uri = st.out["IMAGE_URI"]
+        image_uri = st.push("push_image", "--image", IMAGE, "--tag", "e2e")
         for algo in ("ntm", "knn"):
             standin = f"{STANDIN_PREFIX}-{algo}-standin:latest"
-            st.step(
-                f"push_{algo}", "ecr_push", "--image", standin, "--repository", algo, "--tag", "1"
-            )
+            st.push(f"push_{algo}", "--image", standin, "--repository", algo, "--tag", "1")
         st.out["IMAGE_URI"] = image_uri
         st.step(
             "upload", "upload_artifacts", "--model-dir", str(model), "--output-data-dir", str(data)
@@ -71,4 +68,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield st
     finally:
         st.script("localsm/aws", "stop", "--work-dir", la_dir, check=False, timeout=180)
+        st.untag_pushed()  # the runtime's own pulls are untagged by `stop` (localsm/cleanup.py)
         print(f"\ne2e timings (s): {json.dumps(st.timings)}")
