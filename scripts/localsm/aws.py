@@ -20,7 +20,8 @@ default, picks a free port. Credentials printed by `env` are fake (testing/testi
             (InvokeEndpoint runs the endpoint's containers, transform jobs created in moto run
             to the end; `env` adds AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME). Port: --runtime-port
             ($LOCAL_AWS_RUNTIME_PORT).
-            `stop` also removes any container it left (by its label, nothing else).
+            `stop` also removes any container it left (by its label, nothing else) and the
+            image references its pulls created (by exact reference: localsm/cleanup.py).
 """
 
 from __future__ import annotations
