@@ -27,9 +27,8 @@ from scripts.aws_common import (
     is_not_found,
     log,
     short_hash,
-    wait_for,
-    wait_gone,
 )
+from scripts.aws_waits import wait_for, wait_gone
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}

@@ -11,7 +11,8 @@ from typing import Any
 
 from scripts import ntm_topics
 from scripts.aws_cli import resolve_role
-from scripts.aws_common import Aws, emit, log, wait_for
+from scripts.aws_common import Aws, emit, log
+from scripts.aws_waits import wait_for
 from scripts.builtin_images import image_uri
 from scripts.ntm_topics import RECORDIO
 from scripts.sm_resources import describe_or_none, stamp
