@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def tiny_image(docker_available: None, tmp_path_factory: pytest.TempPathFactory)
     ctx = tmp_path_factory.mktemp("tiny-image")
     (ctx / "hello.txt").write_text("hello from sm-text-pipeline tests\n")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
-    name = "sm-text-pipeline-test-tiny:latest"
+    name = f"sm-text-pipeline-test-tiny:{uuid.uuid4().hex[:12]}"  # this session's own
     subprocess.run(["docker", "build", "-q", "-t", name, str(ctx)], check=True, capture_output=True)
     yield name
     subprocess.run(["docker", "image", "rm", name], capture_output=True, check=False)
