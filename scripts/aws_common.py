@@ -3,7 +3,8 @@
 Session and clients (plain boto3: ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` redirect
 them, nothing else does), region and credential checks with clear messages, a dry-run mode that
 records and prints every API call and command instead of making it, external commands with
-secrets kept to stdin, and waiting with progress. Options and exit codes: scripts/aws_cli.py.
+secrets kept to stdin. Waiting with progress: scripts/aws_waits.py. Options and exit codes:
+scripts/aws_cli.py.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ class ScriptError(Exception):
         self.exit_code = exit_code
 
 
-def log(message: str) -> None:
-    """Progress and diagnostics go to stderr; results go to stdout."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def log(message: str, who: str = "") -> None:
+    """Progress and diagnostics go to stderr; results go to stdout. who: the emulator's part."""
+    stamp = f"{who} {time.strftime('%H:%M:%S')}" if who else time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def emit(key: str, value: object) -> None:
@@ -273,64 +275,3 @@ class Aws:
             tail = ("\n" + output.strip()[-2000:]) if output.strip() else ""
             raise ScriptError(f"command failed (exit {code}): {' '.join(cmd[:2])}{tail}")
         return output
-
-
-def wait_for(
-    aws: Aws,
-    what: str,
-    describe: Callable[[], dict[str, Any]],
-    *,
-    status_key: str,
-    done: Sequence[str],
-    failed: Sequence[str],
-    timeout: float = 3 * 3600,
-    poll: float = 30.0,
-    heartbeat: float = 60.0,
-) -> dict[str, Any]:
-    """Poll until a terminal status, printing each change and a heartbeat; fail with the reason."""
-    if aws.dry_run:
-        log(f"[dry-run] would wait for {what} to reach {'/'.join(done)}")
-        return {}
-    start = time.monotonic()
-    last_label, last_print = "", 0.0
-    while True:
-        desc = describe()
-        status = str(desc.get(status_key, "?"))
-        secondary = desc.get("SecondaryStatus")
-        label = f"{status} / {secondary}" if secondary and secondary != status else status
-        elapsed = time.monotonic() - start
-        if label != last_label or elapsed - last_print >= heartbeat:
-            log(f"{what}: {label} ({elapsed:.0f} s)")
-            last_label, last_print = label, elapsed
-        if status in done:
-            return desc
-        if status in failed:
-            reason = desc.get("FailureReason") or "no FailureReason given"
-            raise ScriptError(f"{what} ended {status}: {reason}")
-        if elapsed > timeout:
-            raise ScriptError(f"gave up waiting for {what} after {elapsed:.0f} s (last: {label})")
-        time.sleep(poll)
-
-
-def wait_gone(
-    aws: Aws, what: str, describe: Callable[[], Any], timeout: float = 1800, poll: float = 15.0
-) -> None:
-    """Poll a describe call until it answers "not found"."""
-    if aws.dry_run:
-        log(f"[dry-run] would wait for {what} to be deleted")
-        return
-    start = time.monotonic()
-    while True:
-        try:
-            desc = describe()
-        except ClientError as exc:
-            if is_not_found(exc):
-                log(f"{what}: deleted ({time.monotonic() - start:.0f} s)")
-                return
-            raise
-        elapsed = time.monotonic() - start
-        if elapsed > timeout:
-            raise ScriptError(f"gave up waiting for {what} to be deleted after {elapsed:.0f} s")
-        status = desc.get("EndpointStatus", "?") if isinstance(desc, dict) else "?"
-        log(f"{what}: {status}, waiting for deletion ({elapsed:.0f} s)")
-        time.sleep(poll)

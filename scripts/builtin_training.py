@@ -15,7 +15,7 @@ Sub-commands (`all` runs the three in order):
 
 `all --local` (offline, against moto only) trains the NTM and k-NN STAND-INS on this machine in
 place of the jobs' compute, and puts their artifacts where the moto jobs say: see
-scripts/local_training.py.
+scripts/localsm/training.py.
 
 Jobs are named <prefix>-<timestamp> unless --*-job-name; an existing job of that name is waited
 for, not started again. Waits print progress; a failed job prints its FailureReason.
@@ -25,119 +25,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import local_training, ntm_topics
-from scripts.aws_cli import common_parent, make_parser, resolve_role, run_main
-from scripts.aws_common import Aws, ScriptError, emit, log, parse_s3_uri, wait_for
-from scripts.builtin_images import image_uri
-from scripts.sm_resources import describe_or_none
-
-RECORDIO = "application/x-recordio-protobuf"
-KNN_CSV = "text/csv; label_size=1"
-# k-NN's k is a training hyper-parameter (the built-in answers k neighbours; AWS documents no
-# per-request k). recommend collapses threads, so k must leave 10 distinct threads: measured on
-# 20 Newsgroups (standins.train's neighbours_for_10_threads, docs/pipeline.md).
-KNN_K = 50
-
-
-def stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
-
-
-def channel(name: str, uri: str, content_type: str, sharded: bool = False) -> dict[str, Any]:
-    distribution = "ShardedByS3Key" if sharded else "FullyReplicated"
-    source = {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": distribution}
-    return {
-        "ChannelName": name,
-        "DataSource": {"S3DataSource": source},
-        "ContentType": content_type,
-    }
-
-
-def run_training(aws: Aws, args: argparse.Namespace, job: str, spec: dict[str, Any]) -> str:
-    """Start (unless it exists) and wait for a training job; returns its model artifact URI."""
-    sm = aws.client("sagemaker")
-    if describe_or_none(sm.describe_training_job, TrainingJobName=job):
-        log(f"training job {job} exists: not starting it again")
-    else:
-        resources = {"InstanceType": args.instance_type, "InstanceCount": args.instance_count}
-        sm.create_training_job(
-            TrainingJobName=job,
-            RoleArn=resolve_role(aws, args.role),
-            ResourceConfig={**resources, "VolumeSizeInGB": args.volume_gb},
-            StoppingCondition={"MaxRuntimeInSeconds": args.max_runtime},
-            **spec,
-        )
-        aws.note(f"started training job {job}")
-    desc = wait_for(
-        aws,
-        f"training job {job}",
-        lambda: sm.describe_training_job(TrainingJobName=job),
-        status_key="TrainingJobStatus",
-        done=["Completed"],
-        failed=["Failed", "Stopped"],
-        poll=30,
-    )
-    return str(desc.get("ModelArtifacts", {}).get("S3ModelArtifacts", f"s3://<{job} output>"))
-
-
-def ntm(aws: Aws, args: argparse.Namespace) -> dict[str, Any]:
-    feature_dim: Any = args.feature_dim
-    if feature_dim is None:
-        vocab_uri = args.auxiliary.rstrip("/") + "/vocab.txt"
-        if aws.dry_run:
-            feature_dim = f"<lines in {vocab_uri}>"
-        else:
-            feature_dim = len(ntm_topics.s3_read(aws, vocab_uri).decode("utf-8").splitlines())
-    hyper = {"feature_dim": str(feature_dim), "num_topics": str(args.num_topics), **args.hp}
-    job = args.ntm_job_name or f"sm-text-ntm-{stamp()}"
-    spec = {
-        "AlgorithmSpecification": {
-            "TrainingImage": args.ntm_image or image_uri("ntm", aws.region),
-            "TrainingInputMode": "File",
-        },
-        "HyperParameters": hyper,
-        "InputDataConfig": [
-            channel("train", args.train, RECORDIO, sharded=args.instance_count > 1),
-            channel("auxiliary", args.auxiliary, "text/plain"),
-        ],
-        "OutputDataConfig": {"S3OutputPath": f"{args.output.rstrip('/')}/ntm/"},
-    }
-    artifacts = run_training(aws, args, job, spec)
-    emit("NTM_TRAINING_JOB", job)
-    emit("NTM_MODEL_DATA", artifacts)
-    return {"job": job, "num_topics": args.num_topics}
-
-
-def knn(aws: Aws, args: argparse.Namespace, train: str, dim: Any, documents: Any) -> None:
-    sample = args.sample_size or documents or f"<documents in {train}>"
-    hyper = {
-        "feature_dim": str(dim or args.num_topics),
-        "k": str(args.k),
-        "predictor_type": "classifier",
-        "sample_size": str(sample),
-        "index_metric": args.index_metric,
-        "index_type": "faiss.Flat",
-    }
-    job = args.knn_job_name or f"sm-text-knn-{stamp()}"
-    spec = {
-        "AlgorithmSpecification": {
-            "TrainingImage": args.knn_image or image_uri("knn", aws.region),
-            "TrainingInputMode": "File",
-        },
-        "HyperParameters": hyper,
-        "InputDataConfig": [channel("train", train, KNN_CSV)],
-        "OutputDataConfig": {"S3OutputPath": f"{args.output.rstrip('/')}/knn/"},
-    }
-    artifacts = run_training(aws, args, job, spec)
-    emit("KNN_TRAINING_JOB", job)
-    emit("KNN_MODEL_DATA", artifacts)
+from scripts import ntm_topics
+from scripts.aws_cli import common_parent, make_parser, run_main
+from scripts.aws_common import Aws, ScriptError, parse_s3_uri
+from scripts.localsm import training as local_training
+from scripts.training_jobs import KNN_K, knn, ntm
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -213,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub_local.add_argument(
         "--local",
         action="store_true",
-        help="offline (moto): train the stand-ins locally instead (scripts/local_training.py)",
+        help="offline (moto): train the stand-ins locally instead (scripts/localsm/training.py)",
     )
     layout = {
         "ntm": [sub_ntm],

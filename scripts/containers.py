@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving.config import ENV_STAGE
+
 CUSTOM_STAGES = ("ntm-features", "topics-to-knn", "recommend")
 ACCEPT: dict[str, str] = {
     "classify": "application/json",
@@ -30,7 +32,6 @@ ACCEPT: dict[str, str] = {
     "knn": "application/json; verbose=true",
     "recommend": "application/json",
 }
-ENV_STAGE = "SERVING_STAGE"
 ENV_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 # What CreateModel accepts back from DescribeModel when a model is re-created for an update.
 CONTAINER_KEYS = ("ContainerHostname", "Image", "Mode", "ModelDataUrl", "Environment")

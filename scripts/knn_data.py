@@ -15,11 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from serving import jsondoc, neighbours, recordio, shards
-
-
-class DataError(ValueError):
-    pass
-
+from serving.data import DataError
 
 natural_key = shards.shard_sort_key  # train_part2 sorts before train_part10
 

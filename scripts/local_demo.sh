@@ -6,7 +6,7 @@
 # 1. set-up (scripts/setup.sh: Debian packages, the project, dockerd), the image
 #    (scripts/build_image.sh) and the NTM / k-NN stand-in images (scripts/build_standins.sh);
 # 2. trains on 20 Newsgroups (python -m serving.train) into $DEMO_DIR/model and /output;
-# 3. starts moto + the local registry + the local SageMaker runtime (scripts/local_aws.py start
+# 3. starts moto + the local registry + the local SageMaker runtime (scripts/localsm/aws.py start
 #    --runtime, state in $DEMO_DIR/local_aws), creates an execution role in moto;
 # 4. pushes our image and the stand-ins (as the built-in ntm:1 / knn:1) with scripts/ecr_push.py,
 #    uploads the model and NTM data (scripts/upload_artifacts.py), trains NTM + k-NN
@@ -36,7 +36,7 @@ LA_DIR=$DEMO_DIR/local_aws
 
 log() { printf '\n[local_demo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-stop_stack() { "$PY" scripts/local_aws.py stop --work-dir "$LA_DIR" >/dev/null 2>&1 || true; }
+stop_stack() { "$PY" scripts/localsm/aws.py stop --work-dir "$LA_DIR" >/dev/null 2>&1 || true; }
 # KEY=value result lines of a script, exported into this shell.
 run_kv() {
   local out
@@ -71,7 +71,7 @@ NUM_TOPICS=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["num_
   "$DEMO_DIR/output/ntm/ntm_data.json")
 
 log "moto + registry + local SageMaker runtime"
-"$PY" scripts/local_aws.py start --runtime --work-dir "$LA_DIR" >"$DEMO_DIR/env.sh"
+"$PY" scripts/localsm/aws.py start --runtime --work-dir "$LA_DIR" >"$DEMO_DIR/env.sh"
 unset AWS_PROFILE AWS_SESSION_TOKEN
 # shellcheck disable=SC1091
 source "$DEMO_DIR/env.sh"
@@ -140,11 +140,11 @@ if [[ $KEEP_RUNNING == 1 ]]; then
   cat >&2 <<EOF
 
 The stack keeps running. Use it from another shell:
-  eval "\$(python3 scripts/local_aws.py env --work-dir $LA_DIR)"
+  eval "\$(python3 scripts/localsm/aws.py env --work-dir $LA_DIR)"
   echo '{"instances": ["the hockey playoffs"]}' | python3 scripts/invoke.py --endpoint sm-text-recommender
 Runtime log: $LA_DIR/runtime.log   Deployments: \$AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME/_local/endpoints
 Stop it (and its containers):
-  python3 scripts/local_aws.py stop --work-dir $LA_DIR
+  python3 scripts/localsm/aws.py stop --work-dir $LA_DIR
 EOF
 else
   stop_stack

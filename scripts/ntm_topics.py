@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,12 @@ from scripts.sm_resources import (
     describe_or_none,
     ensure_model,
     model_definition,
+    stamp,
     start_transform_job,
     wait_transform_job,
 )
 
 RECORDIO = "application/x-recordio-protobuf"
-
-
-def stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def s3_read(aws: Aws, uri: str) -> bytes:

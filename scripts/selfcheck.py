@@ -196,7 +196,7 @@ def _compare_scores(result: Result, doc: dict[str, Any], recs: list[dict[str, An
 
 def wait_local_runtime(endpoint: str, config: str, timeout: float = 300.0) -> str:
     """Offline only (a no-op against AWS): moto says InService at once, while the local runtime
-    (scripts/local_runtime.py) keeps serving the old containers of an updated endpoint until
+    (scripts/localsm/runtime.py) keeps serving the old containers of an updated endpoint until
     the new ones answer /ping. Wait until it serves ``config``; returns "" or why it failed."""
     import os
     import time

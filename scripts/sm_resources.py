@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from scripts.aws_common import (
     is_not_found,
     log,
     short_hash,
-    wait_for,
-    wait_gone,
 )
+from scripts.aws_waits import wait_for, wait_gone
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 BUSY = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
+
+
+def stamp() -> str:
+    """The <timestamp> of default job names: <prefix>-<timestamp>."""
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def check_name(name: str, what: str = "endpoint", max_len: int = 54) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import sys
 import tarfile
 import tempfile
@@ -33,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from scripts.aws_cli import make_parser, run_main
 from scripts.aws_common import Aws, ScriptError, emit, error_code, is_not_found, log
+from serving.artifact import sha256_file
 
 DEFAULT_PREFIX = "sm-text-pipeline"
 
@@ -57,14 +57,6 @@ def make_model_tarball(model_dir: Path, dest: Path) -> Path:
             else:
                 tar.addfile(info)
     return dest
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Progress:
@@ -103,7 +95,7 @@ def ensure_bucket(aws: Aws, bucket: str) -> None:
 def upload(aws: Aws, path: Path, bucket: str, key: str) -> str:
     """Upload unless the object already has this file's sha256; returns the s3:// URI."""
     s3 = aws.client("s3")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         if head.get("Metadata", {}).get("sha256") == digest:

@@ -1,6 +1,6 @@
 """The recommender's supporting pieces: empty documents and self-check probes (serving.train),
 k from the catalog (scripts/knn_data.py), the self-check's diagnosis (scripts/selfcheck.py), the
-local runtime's label check (scripts/local_deploy.py)."""
+local runtime's label check (scripts/localsm/deploy.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scripts import knn_data, local_deploy, selfcheck
+from scripts import knn_data, selfcheck
+from scripts.localsm import deploy as local_deploy
 from serving import neighbours
 from serving.catalog import Catalog
 from serving.train import drop_empty, write_probes

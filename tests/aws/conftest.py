@@ -1,8 +1,8 @@
 """AWS workflow tests: moto (server mode) and Debian's docker-registry on 127.0.0.1.
 
-`scripts/local_aws.py` starts both (once per session, in a temporary work dir, on free ports);
+`scripts/localsm/aws.py` starts both (once per session, in a temporary work dir, on free ports);
 tests point plain boto3 at them through AWS_ENDPOINT_URL and fake credentials, region us-east-1,
-exactly what a developer gets from `eval "$(python scripts/local_aws.py env)"`.
+exactly what a developer gets from `eval "$(python scripts/localsm/aws.py env)"`.
 
 What moto cannot show (said again in the tests that meet it, and in docs/aws.md): it drops
 InferenceExecutionConfig, has every endpoint InService at once, completes training and transform
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-LOCAL_AWS = [sys.executable, str(REPO / "scripts" / "local_aws.py")]
+LOCAL_AWS = [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py")]
 HAVE_REGISTRY = bool(shutil.which("docker-registry") and shutil.which("htpasswd"))
 
 

@@ -20,7 +20,7 @@ SCRIPTS = [
     "endpoints",
     "invoke",
     "batch_transform",
-    "local_aws",
+    "localsm/aws",
     "builtin_images",
 ]
 
@@ -46,7 +46,7 @@ def test_help(name: str) -> None:
     done = run_script(name, "--help")
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
-    if name not in {"local_aws", "builtin_images", "endpoints", "builtin_training"}:
+    if name not in {"localsm/aws", "builtin_images", "endpoints", "builtin_training"}:
         assert "--region" in done.stdout and "--dry-run" in done.stdout
 
 

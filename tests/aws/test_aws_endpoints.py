@@ -2,8 +2,8 @@
 
 moto gaps met here: it drops InferenceExecutionConfig (so Serial mode is asserted on the request
 we send, recorded from botocore), every endpoint is InService at once (the waits return at the
-first poll), and moto lacks UpdateEndpoint (scripts/moto_shims.py adds it: the endpoint moves to
-the new config at once, with no rolling deployment to watch).
+first poll), and moto lacks UpdateEndpoint (scripts/localsm/moto_shims.py adds it: the endpoint
+moves to the new config at once, with no rolling deployment to watch).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/local_aws.py: start/stop/status/env, idempotent start, stop kills only its own PIDs."""
+"""scripts/localsm/aws.py: start/stop/status/env, idempotent start, stop kills only its own PIDs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aws_helpers import REPO
 
 pytestmark = pytest.mark.aws
 
-LOCAL_AWS = [sys.executable, str(REPO / "scripts" / "local_aws.py")]
+LOCAL_AWS = [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py")]
 
 
 def local_aws(work: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,9 +1,9 @@
 """Batch transform end to end through the local runtime: scripts/batch_transform.py (or plain
-boto3) -> moto -> scripts/local_transform.py -> our image in Docker -> .out objects in moto's S3.
+boto3) -> moto -> scripts/localsm/transform.py -> our image in Docker -> .out objects in moto's S3.
 
 The runtime's own behaviour is checked byte for byte against a reference: the serving package on
 127.0.0.1 with the job's batch settings answers the same mini-batches (cut with the same
-scripts/local_batch_split.py), and the .out object must be those answers assembled as AWS
+scripts/localsm/batch_split.py), and the .out object must be those answers assembled as AWS
 documents (AssembleWith=Line: a newline after each answer; None: nothing). Whether the container
 keeps one output line per input line is asserted separately (N lines in -> N lines out).
 """
@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 from transform_stack import TransformStack, missing_prerequisite, start, stop
 
-from scripts.local_batch_split import mini_batches
+from scripts.localsm.batch_split import mini_batches
 
 pytestmark = [pytest.mark.aws, pytest.mark.docker, pytest.mark.slow]
 WORDS = [

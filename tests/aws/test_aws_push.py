@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,16 @@ MANIFEST_TYPES = ", ".join(
 
 
 @pytest.fixture(scope="session")
-def tiny_image(docker_available: None, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A one-file image built here (FROM scratch), so push tests need no base image."""
+def tiny_image(docker_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A one-file image built here (FROM scratch), so push tests need no base image; removed
+    (by its exact name) when the session ends."""
     ctx = tmp_path_factory.mktemp("tiny-image")
     (ctx / "hello.txt").write_text("hello from sm-text-pipeline tests\n")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
-    name = "sm-text-pipeline-test-tiny:latest"
+    name = f"sm-text-pipeline-test-tiny:{uuid.uuid4().hex[:12]}"  # this session's own
     subprocess.run(["docker", "build", "-q", "-t", name, str(ctx)], check=True, capture_output=True)
-    return name
+    yield name
+    subprocess.run(["docker", "image", "rm", name], capture_output=True, check=False)
 
 
 def ecr_password(boto: Any) -> tuple[str, str]:

@@ -19,7 +19,8 @@ import pytest
 from aws_helpers import outputs
 
 from scripts import builtin_images, builtin_training, knn_data, upload_artifacts
-from scripts.aws_common import ScriptError, wait_for
+from scripts.aws_common import ScriptError
+from scripts.aws_waits import wait_for
 
 pytestmark = pytest.mark.aws
 

@@ -1,4 +1,4 @@
-"""scripts/local_batch_split.py: how a transform job cuts an object into mini-batches."""
+"""scripts/localsm/batch_split.py: how a transform job cuts an object into mini-batches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from scripts.local_batch_split import MB, SplitError, mini_batches, record_spans
+from scripts.localsm.batch_split import MB, SplitError, mini_batches, record_spans
 
 
 def recordio(payload: bytes) -> bytes:

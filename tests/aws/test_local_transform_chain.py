@@ -1,4 +1,4 @@
-"""scripts/local_transform_http.py: the request chain, against two small HTTP servers on 127.0.0.1.
+"""scripts/localsm/transform_http.py: the request chain, against two HTTP servers on 127.0.0.1.
 
 A pipeline model in batch transform: the job's ContentType to the first container, each response
 and its Content-Type to the next, the job's Accept to the last only; a non-2xx or no answer is a
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from scripts.local_deploy import Box
-from scripts.local_transform_http import CallFailed, chain
+from scripts.localsm.deploy import Box
+from scripts.localsm.transform_http import CallFailed, chain
 
 
 def make_handler(seen: list[dict[str, Any]], status: int, out_type: str) -> type:
@@ -105,7 +105,7 @@ def test_a_failing_container_is_named(servers: list[Any]) -> None:
 def test_data_processing_filters_are_refused_not_ignored(tmp_path: Any) -> None:
     from threading import Event
 
-    from scripts.local_transform import TransformJob
+    from scripts.localsm.transform import TransformJob
 
     class NoDocker:
         work = tmp_path

@@ -24,6 +24,7 @@ from aws_helpers import REPO, docker_ok, outputs
 
 IMAGE = os.environ.get("SM_TEST_IMAGE", "sm-text-pipeline:latest")
 ROLE = "arn:aws:iam::123456789012:role/sm-text-transform-test"
+PUSHED = "pushed-refs.txt"  # what start() tagged via ecr_push.py, untagged by stop()
 
 
 def missing_prerequisite() -> str | None:
@@ -125,7 +126,7 @@ class TransformStack:
 
 
 def start(work: Path) -> TransformStack:
-    local_aws = [sys.executable, str(REPO / "scripts" / "local_aws.py")]
+    local_aws = [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py")]
     started = subprocess.run(
         [*local_aws, "start", "--runtime", "--work-dir", str(work)],
         capture_output=True, text=True, timeout=300, check=False,
@@ -150,11 +151,20 @@ def start(work: Path) -> TransformStack:
     (work / "docker-config").mkdir(exist_ok=True)
     stack = TransformStack(work, env)
     stack.image_uri = stack.script("ecr_push", "--image", IMAGE, "--tag", "transform")["IMAGE_URI"]
+    latest = stack.image_uri.rsplit(":", 1)[0] + ":latest"
+    (work / PUSHED).write_text(f"{stack.image_uri}\n{latest}\n")  # for stop() to untag
     return stack
 
 
 def stop(work: Path) -> None:
+    """Stop the stack, then remove exactly the two references ecr_push.py tagged in start()."""
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "local_aws.py"), "stop", "--work-dir", str(work)],
+        [sys.executable, str(REPO / "scripts" / "localsm" / "aws.py"), "stop", "--work-dir",
+         str(work)],
         capture_output=True, timeout=180, check=False,
     )  # fmt: skip
+    pushed = work / PUSHED
+    if pushed.is_file():
+        refs = pushed.read_text().split()
+        subprocess.run(["docker", "image", "rm", *refs], capture_output=True, check=False)
+        pushed.unlink()

@@ -31,18 +31,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     train = [sys.executable, "-m", "serving.train", "--data", str(DATA_TGZ)]
     st.run([*train, "--model-dir", str(model), "--output-data-dir", str(data)], timeout=600)
     st.timings["train"] = round(time.monotonic() - started, 1)
-    st.step("local_aws_start", "local_aws", "start", "--runtime", "--work-dir", la_dir)
+    st.step("local_aws_start", "localsm/aws", "start", "--runtime", "--work-dir", la_dir)
     try:
-        env_json = st.script("local_aws", "env", "--work-dir", la_dir, "--format", "json")
+        env_json = st.script("localsm/aws", "env", "--work-dir", la_dir, "--format", "json")
         st.env.update(json.loads(env_json.stdout))
         st.env["SAGEMAKER_ROLE_ARN"] = create_role(st.env)
-        st.step("push_image", "ecr_push", "--image", IMAGE, "--tag", "e2e")
-        image_uri = st.out["IMAGE_URI"]
+        image_uri = st.push("push_image", "--image", IMAGE, "--tag", "e2e")
         for algo in ("ntm", "knn"):
             standin = f"{STANDIN_PREFIX}-{algo}-standin:latest"
-            st.step(
-                f"push_{algo}", "ecr_push", "--image", standin, "--repository", algo, "--tag", "1"
-            )
+            st.push(f"push_{algo}", "--image", standin, "--repository", algo, "--tag", "1")
         st.out["IMAGE_URI"] = image_uri
         st.step(
             "upload", "upload_artifacts", "--model-dir", str(model), "--output-data-dir", str(data)
@@ -70,5 +67,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.timings["deploy_both"] = round(seconds, 1)
         yield st
     finally:
-        st.script("local_aws", "stop", "--work-dir", la_dir, check=False, timeout=180)
+        st.script("localsm/aws", "stop", "--work-dir", la_dir, check=False, timeout=180)
+        st.untag_pushed()  # the runtime's own pulls are untagged by `stop` (localsm/cleanup.py)
         print(f"\ne2e timings (s): {json.dumps(st.timings)}")

@@ -3,7 +3,7 @@ the helpers live here so the tests can import them).
 
 Built with the project's own scripts, each run as a user would (a child process):
 ``build_standins.sh`` (FROM the project image, which must be built) -> ``serving.train`` on
-20 Newsgroups -> ``local_aws.py start --runtime`` (moto, registry, local SageMaker runtime) ->
+20 Newsgroups -> ``localsm/aws.py start --runtime`` (moto, registry, local SageMaker runtime) ->
 ``ecr_push.py`` (our image; the stand-ins as the built-in ``ntm:1`` / ``knn:1``) ->
 ``upload_artifacts.py`` -> ``builtin_training.py all --local`` -> ``endpoints.py``
 ``create-classifier`` / ``create-pipeline``.
@@ -68,12 +68,28 @@ def missing_prerequisite() -> str | None:
 
 @dataclass
 class Stack:
-    """The running stack: environment for the scripts, their KEY=value outputs, timings."""
+    """The running stack: environment for the scripts, their KEY=value outputs, timings, and
+    the image references ecr_push.py tagged locally (`untag_pushed` removes them)."""
 
     work: Path
     env: dict[str, str]
     out: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    pushed: list[str] = field(default_factory=list)
+
+    def push(self, label: str, *args: str) -> str:
+        """ecr_push.py ARGS; returns IMAGE_URI and remembers the two tags it made (it, latest)."""
+        uri = self.step(label, "ecr_push", *args)["IMAGE_URI"]
+        self.pushed += [uri, uri.rsplit(":", 1)[0] + ":latest"]
+        return uri
+
+    def untag_pushed(self) -> None:
+        """Remove exactly the references `push` tagged (the images stay if other tags hold them)."""
+        if self.pushed:
+            subprocess.run(
+                ["docker", "image", "rm", *self.pushed], capture_output=True, check=False
+            )
+            self.pushed = []
 
     def run(
         self,

@@ -1,5 +1,5 @@
 """The local runtime's data plane without Docker: fake containers (small HTTP servers on
-127.0.0.1) behind scripts/local_runtime.py's real handler, called with boto3's sagemaker-runtime
+127.0.0.1) behind scripts/localsm/runtime.py's real handler, called with boto3's sagemaker-runtime
 client as a user would. What SageMaker does that these pin (contract §1, §2): the chaining of
 Content-Type / Accept, CustomAttributes, Direct mode, the error shapes botocore reads
 (ModelError with OriginalStatusCode, OriginalMessage, LogStreamArn; ValidationError; 413), the
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from e2e_stack import REPO  # noqa: F401  (puts the repository on sys.path)
 
-from scripts.local_deploy import Box, DeployError, Deployment, local_image
-from scripts.local_endpoints import validation
-from scripts.local_runtime import Handler
+from scripts.localsm.deploy import Box, DeployError, Deployment, local_image
+from scripts.localsm.endpoints import validation
+from scripts.localsm.runtime import Handler
 
 Behaviour = Callable[[bytes, dict[str, str]], tuple[int, bytes, dict[str, str]]]
 

@@ -1,20 +1,20 @@
 """A local SageMaker runtime (the data plane moto lacks) for the endpoints created in moto.
 
-    python scripts/local_aws.py start --runtime     # moto + registry + this, all on 127.0.0.1
-    eval "$(python scripts/local_aws.py env)"       # also sets AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
-    python scripts/local_aws.py stop                # stops it; it removes its containers
+    python scripts/localsm/aws.py start --runtime     # moto + registry + this, all on 127.0.0.1
+    eval "$(python scripts/localsm/aws.py env)"       # also sets AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
+    python scripts/localsm/aws.py stop                # stops it; it removes its containers
 
 Answers sagemaker-runtime ``InvokeEndpoint`` (``POST /endpoints/<name>/invocations``, as boto3
-sends it) for every endpoint moto knows: scripts/local_endpoints.py deploys each endpoint's
-containers (scripts/local_deploy.py: images from the local registry, ECR URIs rewritten to it,
-model data from moto's S3, ``docker run IMAGE serve``, ``/ping``), scripts/local_chain.py
+sends it) for every endpoint moto knows: scripts/localsm/endpoints.py deploys each endpoint's
+containers (scripts/localsm/deploy.py: images from the local registry, ECR URIs rewritten to it,
+model data from moto's S3, ``docker run IMAGE serve``, ``/ping``), scripts/localsm/chain.py
 chains a request through them as a Serial inference pipeline. An invocation that arrives while
 its endpoint deploys waits for it (``--wait-seconds``).
 
-Batch transform: scripts/local_transform_runner.py runs every transform job created in moto
+Batch transform: scripts/localsm/transform_runner.py runs every transform job created in moto
 (CreateTransformJob through the same boto3 calls as on AWS; moto_transform.py keeps it
 ``InProgress`` while this runtime is attached): containers, mini-batches, ``.out`` objects in
-moto's S3, and the job's final status and ``FailureReason`` (scripts/local_transform.py).
+moto's S3, and the job's final status and ``FailureReason`` (scripts/localsm/transform.py).
 
 Front-end checks: a body over 6291456 bytes gets HTTP 413 "HTTP content length exceeded
 6291456 bytes." (the answer SageMaker's front end has been seen to give; botocore reports error
@@ -23,7 +23,7 @@ code "413"); an unknown endpoint a ``ValidationError`` (400).
 ``GET /_local/health`` answers 200; ``GET /_local/endpoints`` lists the deployments (state,
 containers, published ports, warnings such as a missing accept-bind-to-port label);
 ``GET /_local/transform-jobs`` the transform jobs it ran or runs. SIGTERM and
-SIGINT remove every container it started; so does ``local_aws.py stop`` for any it left.
+SIGINT remove every container it started; so does ``aws.py stop`` for any it left.
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ from typing import Any
 from urllib.parse import unquote
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
-from scripts import local_chain
 from scripts.aws_cli import make_parser
-from scripts.local_deploy import Deployer, runtime_id, say
-from scripts.local_endpoints import ApiError, Endpoints
-from scripts.local_transform_runner import TransformRunner
+from scripts.localsm import chain
+from scripts.localsm.cleanup import runtime_id
+from scripts.localsm.deploy import Deployer, say
+from scripts.localsm.endpoints import ApiError, Endpoints
+from scripts.localsm.procs import FAKE_KEY, REGION, moto_ecr_password
+from scripts.localsm.transform_runner import TransformRunner
 
 CLIENT_LIMIT = 6 * 1024 * 1024
 PATH_RE = re.compile(r"^/endpoints/(?P<name>[^/?]+)/invocations/?(?:\?.*)?$")
@@ -104,7 +106,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(413, None, f"HTTP content length exceeded {CLIENT_LIMIT} bytes.")
             body = self.rfile.read(length)
             dep = self.endpoints.serving(unquote(match.group("name")))
-            out, headers = local_chain.invoke(dep, body, self.headers, self.region)
+            out, headers = chain.invoke(dep, body, self.headers, self.region)
             self.send(200, out, headers)
         except ApiError as err:
             self.send_error_doc(err)
@@ -123,8 +125,6 @@ def drain(stream: Any, length: int) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     import boto3
-
-    from scripts.local_aws import FAKE_KEY, REGION, moto_ecr_password
 
     moto_url = f"http://127.0.0.1:{args.moto_port}"
     session = boto3.Session(
@@ -167,25 +167,10 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_component(work: Path, port: int, state: dict[str, Any], timeout: float) -> None:
-    """local_aws.py start --runtime: spawn `serve` next to moto and the registry, wait for it."""
-    from scripts import local_aws
-
-    components = state["components"]
-    script = str(Path(__file__).resolve())
-    cmd = [sys.executable, script, "serve", "--work-dir", str(work), "--port", str(port)]
-    cmd += ["--moto-port", str(components["moto"]["port"])]
-    cmd += ["--registry-host", f"127.0.0.1:{components['registry']['port']}"]
-    proc, components["runtime"] = local_aws.spawn(work, "runtime", cmd, port, marker=script)
-    local_aws.save_state(work, state)
-    url = f"http://127.0.0.1:{port}/_local/health"
-    local_aws.wait_until(lambda: local_aws.http_status(url) == 200, "runtime", proc, timeout)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__, with_common=False)
     parser.add_argument("command", choices=["serve"], help="run in the foreground")
-    parser.add_argument("--work-dir", type=Path, required=True, help="local_aws.py's work dir")
+    parser.add_argument("--work-dir", type=Path, required=True, help="aws.py's work dir")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--moto-port", type=int, required=True)
     parser.add_argument("--registry-host", required=True, help="127.0.0.1:PORT")

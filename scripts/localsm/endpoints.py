@@ -1,4 +1,4 @@
-"""Keeps the local runtime's containers in step with the endpoints moto knows (local_runtime.py).
+"""Keeps the local runtime's containers in step with the endpoints moto knows (runtime.py).
 
 Every 2 s: list moto's endpoints; deploy the current config of each one not yet deployed (one at
 a time, 2 cores); an updated endpoint keeps its old containers until the new ones answer
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
-from scripts.local_deploy import Deployer, DeployError, Deployment, say, sweep
+from scripts.localsm.cleanup import sweep
+from scripts.localsm.deploy import Deployer, DeployError, Deployment, say
 
 ACCOUNT = "123456789012"  # moto's default account
 

@@ -12,7 +12,7 @@ this shim:
   default 6); ``ModelName`` must name an existing model; a name already used is
   ``ResourceInUse``. A refusal is a ``ValidationException`` as SageMaker answers; its wording is
   ours (AWS's exact text is UNCONFIRMED).
-- While a runner is attached (the local runtime, scripts/local_transform_runner.py), a new job is
+- While a runner is attached (the local runtime, scripts/localsm/transform_runner.py), a new job is
   ``InProgress`` until the runner reports ``Completed``, ``Failed`` (with ``FailureReason``) or
   ``Stopped``; without one, moto's old behaviour stays (Completed at once, nothing run).
 - StopTransformJob (absent from moto): an ``InProgress`` job becomes ``Stopping``; the runner

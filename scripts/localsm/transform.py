@@ -1,10 +1,10 @@
-"""One batch transform job, run locally as SageMaker runs it (local_transform_runner.py calls it).
+"""One batch transform job, run locally as SageMaker runs it (transform_runner.py calls it).
 
 Sources: DG your-algorithms-batch-code (https://docs.aws.amazon.com/sagemaker/latest/dg/
 your-algorithms-batch-code.html), the CreateTransformJob API reference and botocore's sagemaker
 model (TransformInput, TransformOutput, ModelClientConfig), DG batch-transform-errors.
 
-1. The model's container(s) start as for an endpoint (scripts/local_deploy.py) with ``docker run
+1. The model's container(s) start as for an endpoint (scripts/localsm/deploy.py) with ``docker run
    IMAGE serve``, the model's and the job's ``Environment``, ``SAGEMAKER_BATCH=true``, and
    ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` / ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD`` |
    ``MULTI_RECORD``) / ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS`` only when the job request sets them
@@ -15,13 +15,13 @@ model (TransformInput, TransformOutput, ModelClientConfig), DG batch-transform-e
    UNCONFIRMED). Effective values breaking ``MaxConcurrentTransforms * MaxPayloadInMB <= 100`` fail
    the job (what AWS does then is UNCONFIRMED; the create call already refuses explicit ones).
 3. Input: every object under the ``S3Prefix`` (or listed by the ``ManifestFile``), ``Gzip``
-   decompressed, cut into mini-batches (scripts/local_batch_split.py), sent as ``POST
+   decompressed, cut into mini-batches (scripts/localsm/batch_split.py), sent as ``POST
    /invocations`` with the job's ``ContentType`` and ``Accept`` (a pipeline: Content-Type to the
    first container, each response and its type to the next, Accept to the last), at most
    ``MaxConcurrentTransforms`` at a time. A failed request (non-2xx, timeout, no answer) is tried
    again up to ``ModelClientConfig.InvocationsMaxRetries`` times (default 3), each with
    ``InvocationsTimeoutInSeconds`` (default 600); our retries follow at once (AWS's back-off is
-   UNCONFIRMED). The HTTP side: scripts/local_transform_http.py.
+   UNCONFIRMED). The HTTP side: scripts/localsm/transform_http.py.
 4. Output: the responses of an object in input order, each followed by ``\\n`` with
    ``AssembleWith=Line`` ("To add a newline character at the end of every transformed record,
    specify Line") and nothing with ``None``; nothing is stripped or added otherwise, so a
@@ -47,10 +47,10 @@ from pathlib import Path
 from threading import Event, Lock
 from typing import Any
 
-from scripts.local_batch_split import SplitError, mini_batches
-from scripts.local_deploy import Deployer, DeployError, Deployment, say
-from scripts.local_transform_http import CallFailed, chain, execution_parameters
-from scripts.moto_transform import payload_rule_violation
+from scripts.localsm.batch_split import SplitError, mini_batches
+from scripts.localsm.deploy import Deployer, DeployError, Deployment, say
+from scripts.localsm.moto_transform import payload_rule_violation
+from scripts.localsm.transform_http import CallFailed, chain, execution_parameters
 
 STRATEGY_ENV = {"MultiRecord": "MULTI_RECORD", "SingleRecord": "SINGLE_RECORD"}
 DEFAULTS = {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 6, "BatchStrategy": "MultiRecord"}

@@ -1,4 +1,4 @@
-"""Containers of one endpoint, started locally as SageMaker hosting would (for local_runtime.py).
+"""Containers of one endpoint, started locally as SageMaker hosting would (for runtime.py).
 
 Per endpoint (its current config's first variant, one instance):
 
@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -37,10 +36,13 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-LABEL = "sm-text-pipeline.local-runtime"
+from scripts.aws_common import log
+from scripts.localsm.cleanup import LABEL, image_present, record_pull
+
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 ECR_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<rest>.+)$")
 BASE_PORT, PORT_STEP = 9000, 100
@@ -51,8 +53,7 @@ class DeployError(Exception):
     pass
 
 
-def say(message: str) -> None:
-    print(f"[local_runtime {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+say = partial(log, who="runtime")  # the runtime's progress lines: [runtime HH:MM:SS] ...
 
 
 def docker(*args: str, timeout: float = 300, stdin: str | None = None, env: Any = None) -> str:
@@ -160,7 +161,10 @@ class Deployer:
                     stdin=self.password, env=self.docker_env, timeout=60,
                 )  # fmt: skip
                 self.logged_in = True
+        fresh = not image_present(image)
         docker("pull", "--quiet", image, env=self.docker_env, timeout=900)
+        if fresh:  # only what this pull tagged: cleanup.sweep untags it when the runtime stops
+            record_pull(self.work, image)
         labels = json.loads(
             docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)
         )
@@ -298,20 +302,3 @@ def ping(port: int) -> bool:
             return int(resp.status) == 200
     except (OSError, urllib.error.URLError, ValueError):
         return False
-
-
-def runtime_id(work: Path) -> str:
-    return hashlib.sha256(str(work.resolve()).encode()).hexdigest()[:12]
-
-
-def sweep(work: Path) -> int:
-    """Remove every container labelled with this work dir's runtime id; returns how many."""
-    if not shutil.which("docker"):
-        return 0
-    label = f"label={LABEL}={runtime_id(work)}"
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True, check=False
-    ).stdout.split()
-    if found:
-        subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=False)
-    return len(found)

@@ -1,13 +1,13 @@
 """Local stand-ins for AWS on 127.0.0.1: moto (control plane) and a registry with ECR-style login.
 
-    python scripts/local_aws.py start            # idempotent; then prints the settings
-    eval "$(python scripts/local_aws.py env)"    # point AWS_ENDPOINT_URL etc. at them
-    python scripts/local_aws.py status           # exit 0 when everything runs, 3 otherwise
-    python scripts/local_aws.py stop             # stops only the PIDs it started
+    python scripts/localsm/aws.py start            # idempotent; then prints the settings
+    eval "$(python scripts/localsm/aws.py env)"    # point AWS_ENDPOINT_URL etc. at them
+    python scripts/localsm/aws.py status           # exit 0 when everything runs, 3 otherwise
+    python scripts/localsm/aws.py stop             # stops only the PIDs it started
 
 Components:
-  moto      moto's server (scripts/moto_shims.py: moto + UpdateEndpoint) serving SageMaker, ECR,
-            S3, STS, IAM, Application Auto Scaling on one port.
+  moto      moto's server (scripts/localsm/moto_shims.py: moto + UpdateEndpoint) serving
+            SageMaker, ECR, S3, STS, IAM, Application Auto Scaling on one port.
   registry  Debian's docker-registry (distribution 2.8) with htpasswd auth: user AWS, password
             = what moto's ecr.get_authorization_token hands out, so the real
             get_authorization_token -> docker login --password-stdin -> push flow runs.
@@ -16,38 +16,48 @@ Files under --work-dir (default .work/local_aws, or $LOCAL_AWS_DIR): state.json,
 <name>.log, registry/ (config, htpasswd, image data; wiped on a fresh start and on stop).
 Ports: --moto-port / --registry-port ($LOCAL_AWS_MOTO_PORT / $LOCAL_AWS_REGISTRY_PORT); 0, the
 default, picks a free port. Credentials printed by `env` are fake (testing/testing).
-  runtime   with `start --runtime`: scripts/local_runtime.py, the SageMaker runtime moto lacks
+  runtime   with `start --runtime`: scripts/localsm/runtime.py, the SageMaker runtime moto lacks
             (InvokeEndpoint runs the endpoint's containers, transform jobs created in moto run
             to the end; `env` adds AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME). Port: --runtime-port
             ($LOCAL_AWS_RUNTIME_PORT).
-            `stop` also removes any container it left (by its label, nothing else).
+            `stop` also removes any container it left (by its label, nothing else) and the
+            image references its pulls created (by exact reference: localsm/cleanup.py).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
 from scripts.aws_cli import make_parser
+from scripts.localsm.cleanup import sweep
+from scripts.localsm.procs import (
+    FAKE_KEY,
+    REGION,
+    LocalAwsError,
+    free_port,
+    http_status,
+    load_state,
+    moto_ecr_password,
+    pid_alive,
+    save_state,
+    say,
+    spawn,
+    wait_until,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO_ROOT / ".work" / "local_aws"
-REGION = "us-east-1"
-FAKE_KEY = "testing"
 REGISTRY_CONFIG = """\
 version: 0.1
 log:
@@ -68,104 +78,14 @@ auth:
 """
 
 
-class LocalAwsError(Exception):
-    pass
-
-
-def say(message: str) -> None:
-    print(f"[local_aws] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid: int, marker: str) -> bool:
-    """True when PID runs and its command line contains marker (guards against PID reuse)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state != "Z" and marker in cmdline
-
-
-def load_state(work: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((work / "state.json").read_text()))
-    except (OSError, ValueError):
-        return {"components": {}}
-
-
-def save_state(work: Path, state: dict[str, Any]) -> None:
-    tmp = work / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(work / "state.json")
-
-
-def spawn(
-    work: Path, name: str, cmd: list[str], port: int, marker: str
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    log = (work / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    log.close()
-    (work / f"{name}.pid").write_text(f"{proc.pid}\n")
-    say(f"started {name} pid {proc.pid} on 127.0.0.1:{port} (log {work / f'{name}.log'})")
-    return proc, {"pid": proc.pid, "port": port, "marker": marker, "cmd": cmd}
-
-
-def wait_until(check: Any, what: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            raise LocalAwsError(f"{what} exited during start-up; see its log")
-        time.sleep(0.2)
-    raise LocalAwsError(f"{what} did not answer within {timeout:.0f} s; see its log")
-
-
 def start_moto(work: Path, port: int, state: dict[str, Any], timeout: float) -> int:
-    shim = str(REPO_ROOT / "scripts" / "moto_shims.py")
+    shim = str(Path(__file__).with_name("moto_shims.py"))
     cmd = [sys.executable, shim, "--host", "127.0.0.1", "--port", str(port)]
     proc, state["components"]["moto"] = spawn(work, "moto", cmd, port, marker=shim)
     save_state(work, state)
     url = f"http://127.0.0.1:{port}/moto-api/"
     wait_until(lambda: http_status(url) == 200, "moto", proc, timeout)
     return port
-
-
-def moto_ecr_password(moto_port: int) -> str:
-    """The password moto's ecr.get_authorization_token hands out (base64 'AWS:<password>')."""
-    import boto3
-
-    client = boto3.client(
-        "ecr",
-        region_name=REGION,
-        endpoint_url=f"http://127.0.0.1:{moto_port}",
-        aws_access_key_id=FAKE_KEY,
-        aws_secret_access_key=FAKE_KEY,
-    )
-    token = client.get_authorization_token()["authorizationData"][0]["authorizationToken"]
-    user, _, password = base64.b64decode(token).decode().partition(":")
-    if user != "AWS" or not password:
-        raise LocalAwsError("unexpected ECR authorization token from moto")
-    return password
 
 
 def start_registry(
@@ -197,11 +117,17 @@ def start_runtime(work: Path, port: int, state: dict[str, Any], timeout: float) 
         raise LocalAwsError(
             "the runtime pulls images from the registry: start without --no-registry"
         )
-    from scripts.local_deploy import sweep
-    from scripts.local_runtime import start_component
-
     sweep(work)  # what a runtime that died left
-    start_component(work, port or free_port(), state, timeout)
+    port = port or free_port()
+    components = state["components"]
+    script = str(Path(__file__).with_name("runtime.py"))
+    cmd = [sys.executable, script, "serve", "--work-dir", str(work), "--port", str(port)]
+    cmd += ["--moto-port", str(components["moto"]["port"])]
+    cmd += ["--registry-host", f"127.0.0.1:{components['registry']['port']}"]
+    proc, components["runtime"] = spawn(work, "runtime", cmd, port, marker=script)
+    save_state(work, state)
+    url = f"http://127.0.0.1:{port}/_local/health"
+    wait_until(lambda: http_status(url) == 200, "runtime", proc, timeout)
 
 
 def running(state: dict[str, Any]) -> dict[str, bool]:
@@ -227,8 +153,6 @@ def stop(work: Path) -> int:
             say(f"stopped {name} (pid {pid})")
         (work / f"{name}.pid").unlink(missing_ok=True)
     if "runtime" in components:
-        from scripts.local_deploy import sweep
-
         if removed := sweep(work):
             say(f"removed {removed} containers the runtime left")
         for folder in ("runtime-models", "runtime-docker"):  # keeps runtime-logs/
@@ -271,7 +195,7 @@ def start(
 def env_vars(state: dict[str, Any]) -> dict[str, str]:
     components = state.get("components", {})
     if "moto" not in components:
-        raise LocalAwsError("not running: python scripts/local_aws.py start")
+        raise LocalAwsError("not running: python scripts/localsm/aws.py start")
     moto_port = components["moto"]["port"]
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",

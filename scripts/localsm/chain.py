@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
-from scripts.local_deploy import Box, Deployment, say
-from scripts.local_endpoints import ACCOUNT, ApiError, validation
+from scripts.localsm.deploy import Box, Deployment, say
+from scripts.localsm.endpoints import ACCOUNT, ApiError, validation
 
 PIPE_LIMIT = 5 * 1024 * 1024
 CONTAINER_TIMEOUT = 60.0

@@ -1,8 +1,8 @@
-"""The local runtime's batch transform: runs the transform jobs moto holds (local_runtime.py).
+"""The local runtime's batch transform: runs the transform jobs moto holds (runtime.py).
 
-On start it attaches to moto (scripts/moto_transform.py: from then on a new job stays
+On start it attaches to moto (scripts/localsm/moto_transform.py: from then on a new job stays
 ``InProgress`` instead of moto's instant ``Completed``); every second it lists the jobs that are
-``InProgress`` or ``Stopping``, runs each new one in its own thread (scripts/local_transform.py)
+``InProgress`` or ``Stopping``, runs each new one in its own thread (scripts/localsm/transform.py)
 and reports ``Completed`` / ``Failed`` + ``FailureReason`` / ``Stopped`` back to moto, which
 DescribeTransformJob then answers. A ``Stopping`` job (StopTransformJob) stops before its next
 request. On shutdown it stops its jobs and detaches (moto fails what was left running).
@@ -15,8 +15,8 @@ import threading
 import urllib.request
 from typing import Any
 
-from scripts.local_deploy import Deployer, say
-from scripts.local_transform import TransformJob
+from scripts.localsm.deploy import Deployer, say
+from scripts.localsm.transform import TransformJob
 
 PRIVATE_AUTH = (  # moto checks no signature; botocore-shaped so its request parser is happy
     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sagemaker/aws4_request, "

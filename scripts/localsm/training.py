@@ -1,6 +1,6 @@
 """``builtin_training.py all --local``: the NTM and k-NN steps with the STAND-INS' local training.
 
-For offline runs against moto (scripts/local_aws.py), where training and transform jobs
+For offline runs against moto (scripts/localsm/aws.py), where training and transform jobs
 "complete" at once and produce nothing. The AWS side runs exactly as in the real mode: the same
 training jobs (built-in images, hyper-parameters, channels) and the same NTM model + batch
 transform are created in moto, and k-NN's CSV is built from the transform output by the same code
@@ -14,7 +14,7 @@ transform are created in moto, and k-NN's CSV is built from the transform output
 3. each ``model.tar.gz`` is uploaded where its moto training job says its artifacts are
    (``<output>/ntm|knn/<job>/output/model.tar.gz``, SageMaker's layout), and the topic vectors
    as the batch transform's JSON Lines (``<output>/topics/<transform job>/<part>.out``). With
-   the local runtime running (``local_aws.py start --runtime``), the NTM transform job then really
+   the local runtime running (``aws.py start --runtime``), the NTM transform job then really
    runs, with the NTM stand-in's container, and its ``.out`` objects replace these.
 
 Prints the same KEY=value lines as the real mode. Refuses to run unless the SageMaker endpoint
@@ -31,14 +31,15 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
 from scripts import knn_data, ntm_topics
 from scripts.aws_common import REPO_ROOT, Aws, ScriptError, log, parse_s3_uri
+from scripts.sm_resources import stamp as job_stamp
+from scripts.training_jobs import knn, ntm
 
 LOCAL_URL = re.compile(r"^https?://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/?$")
 
@@ -48,7 +49,7 @@ def check_local_endpoint() -> None:
     if not LOCAL_URL.match(url):
         raise ScriptError(
             "--local runs only against a local emulator (AWS_ENDPOINT_URL on 127.0.0.1: "
-            'eval "$(python scripts/local_aws.py env)"); against AWS, drop --local',
+            'eval "$(python scripts/localsm/aws.py env)"); against AWS, drop --local',
             2,
         )
 
@@ -117,8 +118,6 @@ def seed_transform_output(aws: Aws, args: argparse.Namespace, data: Path, out: P
 
 def run(aws: Aws, args: argparse.Namespace) -> int:
     """`all --local`: see the module docstring."""
-    from scripts import builtin_training
-
     if args.command != "all":
         raise ScriptError("--local runs the three steps together: use `all --local`", 2)
     if aws.dry_run:
@@ -127,7 +126,7 @@ def run(aws: Aws, args: argparse.Namespace) -> int:
     for name in ("train", "auxiliary"):
         if not getattr(args, name):
             raise ScriptError(f"all --local needs --{name} s3://...", 2)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = job_stamp()
     args.ntm_job_name = args.ntm_job_name or f"sm-text-ntm-{stamp}"
     args.transform_job_name = args.transform_job_name or f"sm-text-ntm-topics-{stamp}"
     args.knn_job_name = args.knn_job_name or f"sm-text-knn-{stamp}"
@@ -136,10 +135,10 @@ def run(aws: Aws, args: argparse.Namespace) -> int:
         download(aws, args.train, data / "train", natural=True)
         download(aws, args.auxiliary, data / "auxiliary", natural=False)
         train_standins(args, data, out)
-        ntm_job = builtin_training.ntm(aws, args)["job"]
+        ntm_job = ntm(aws, args)["job"]
         upload_artifact(aws, ntm_job, out / "ntm" / "model.tar.gz")
         seed_transform_output(aws, args, data, out)
         made = ntm_topics.topics(aws, args, ntm_job)
-        builtin_training.knn(aws, args, made["knn_train"], made["dim"], made["documents"])
+        knn(aws, args, made["knn_train"], made["dim"], made["documents"])
         upload_artifact(aws, args.knn_job_name, out / "knn" / "model.tar.gz")
     return 0

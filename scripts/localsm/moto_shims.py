@@ -1,9 +1,10 @@
 """Run moto's server, plus shims for the control-plane calls moto 5.2.1 does not implement.
 
-    python scripts/moto_shims.py --host 127.0.0.1 --port 5000
+    python scripts/localsm/moto_shims.py --host 127.0.0.1 --port 5000
 
-Started by ``scripts/local_aws.py``; takes moto_server's own options. Transform jobs: see
-scripts/moto_transform.py (validation, StopTransformJob, a runner's status updates). The other shim:
+Started by ``scripts/localsm/aws.py``; takes moto_server's own options. Transform jobs:
+see scripts/localsm/moto_transform.py (validation, StopTransformJob, a runner's status
+updates). The other shim:
 
 - ``sagemaker:UpdateEndpoint`` (moto answers HTTP 500 "not implemented"): points the endpoint at
   the new endpoint config and its variants, InService at once like every moto endpoint. Real
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
 
 def apply() -> None:
@@ -30,7 +31,7 @@ def apply() -> None:
     from moto.core.utils import utcnow
     from moto.sagemaker import models, responses
 
-    from scripts import moto_transform
+    from scripts.localsm import moto_transform
 
     moto_transform.apply()
     backend_cls: Any = models.SageMakerModelBackend

@@ -1,4 +1,4 @@
-"""HTTP between a local transform job and its containers (for scripts/local_transform.py).
+"""HTTP between a local transform job and its containers (for scripts/localsm/transform.py).
 
 ``chain``: one mini-batch as ``POST /invocations`` through the model's containers in order, as
 SageMaker chains a pipeline model: the job's ContentType to the first, each response and its
@@ -14,7 +14,7 @@ import http.client
 import json
 from typing import Any
 
-from scripts.local_deploy import Box
+from scripts.localsm.deploy import Box
 
 STRATEGY_API = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
 

@@ -1,4 +1,4 @@
-"""How a batch transform cuts an S3 object into mini-batches (for scripts/local_transform.py).
+"""How a batch transform cuts an S3 object into mini-batches (for scripts/localsm/transform.py).
 
 As the CreateTransformJob reference (``TransformInput.SplitType``, ``BatchStrategy``,
 ``MaxPayloadInMB``; https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformInput.html)

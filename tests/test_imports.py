@@ -1,0 +1,104 @@
+"""The import graph of serving/, scripts/ and standins/ has no cycles, counting every
+import (a function-level import that only defers a cycle is still one).
+
+Also: the AWS workflow CLIs in scripts/ do not import the local emulator (scripts/localsm/),
+except builtin_training.py, whose `all --local` is the emulator's training; the emulator may
+import the workflow modules, never the other way round.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("serving", "scripts", "standins")
+# CLIs that deliberately offer a local mode (the dependency runs one way: CLI -> localsm).
+LOCAL_MODE = {"scripts.builtin_training"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            found[module_name(path)] = path
+    return found
+
+
+def imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import, function-level ones too: a deferred import is still a dependency."""
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    edges: dict[str, set[str]] = {}
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in imports(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets.add(base)
+            targets.update(f"{base}.{alias.name}" for alias in node.names)
+        edges[name] = {t for t in targets if t in known and t != name}
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_is_read() -> None:
+    edges = graph()
+    assert "scripts.localsm.procs" in edges["scripts.localsm.runtime"]
+    assert "scripts.training_jobs" in edges["scripts.localsm.training"]
+    assert "scripts.localsm.cleanup" in edges["scripts.localsm.aws"]
+
+
+def test_no_import_cycles() -> None:
+    cycle = find_cycle(graph())
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_cycle_finder_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"b"}}) is None
+
+
+def test_workflow_scripts_do_not_import_the_emulator() -> None:
+    edges = graph()
+    for name, targets in edges.items():
+        if name.startswith("scripts.") and not name.startswith("scripts.localsm"):
+            emulator = {t for t in targets if t.startswith("scripts.localsm")}
+            assert not emulator or name in LOCAL_MODE, f"{name} imports {sorted(emulator)}"
