@@ -72,7 +72,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     NLTK_DATA=/usr/local/share/nltk_data \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    SERVING_HOST=0.0.0.0
 # nginx (Debian's package: the binary, its config files and iproute2) buffers every request in
 # front of gunicorn's sync workers. The configuration is generated at start-up into a temporary
 # directory (serving/nginx_conf.py); the package's own /etc/nginx files are not used.
@@ -92,7 +93,7 @@ COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
 # Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
 # and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
 RUN chmod 0755 /usr/local/bin/sm-entrypoint \
-    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, skops, flask, gunicorn, orjson, google.protobuf, tqdm, PIL" \
+    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, PIL" \
     && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \
         python -c "import serving, sklearn; from nltk.stem import WordNetLemmatizer as L; assert L().lemmatize('geese') == 'goose'" \

@@ -40,7 +40,8 @@ TEXT_INPUT_TYPES = (TEXT_PLAIN, TEXT_CSV, JSON, JSONLINES)
 CLASSIFY_OUTPUT_TYPES = (JSON, JSONLINES, TEXT_CSV)
 PROBABILITY_DECIMALS = 6
 # The csv module's per-field limit (128 KiB) is process-wide; documents are limited by
-# max_doc_chars instead, so lift it once (2**31 - 1 fits a C long everywhere).
+# max_doc_chars instead, so lift it once, here, for requests and training data (serving.data)
+# alike (2**31 - 1 fits a C long everywhere).
 csv.field_size_limit(2**31 - 1)
 
 

@@ -119,7 +119,7 @@ class Settings:
 
     stage: str = "classify"
     model_dir: str = "/opt/ml/model"
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # the image sets SERVING_HOST=0.0.0.0
     port: int = 8080
     safe_port_range: tuple[int, int] | None = None
     workers: int = 1
@@ -185,7 +185,7 @@ class Settings:
         return cls(
             stage=env.get(ENV_STAGE, "").strip() or "classify",
             model_dir=env.get(ENV_MODEL_DIR, "").strip() or "/opt/ml/model",
-            host=env.get(ENV_HOST, "").strip() or "0.0.0.0",
+            host=env.get(ENV_HOST, "").strip() or "127.0.0.1",
             port=_int(env, ENV_PORT, default=8080),
             safe_port_range=_port_range(env.get(ENV_SAFE_PORT_RANGE, "")),
             workers=_int(env, ENV_WORKERS, ENV_WORKERS_LEGACY, default=os.cpu_count() or 1),

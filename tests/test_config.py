@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from serving.config import Settings, SettingsError
@@ -64,3 +66,12 @@ def test_front_end_settings() -> None:
                 {"SAGEMAKER_MODEL_SERVER_WORKERS": "0"}):
         with pytest.raises(SettingsError, match=next(iter(env))):
             Settings.from_env(env)
+
+
+def test_host_is_loopback_outside_the_image() -> None:
+    # The CLI server stays on loopback by default; the image sets SERVING_HOST=0.0.0.0 (its
+    # container tests publish the port, which only works when it listens on every interface).
+    assert Settings.from_env({}).host == "127.0.0.1"
+    assert Settings.from_env({"SERVING_HOST": "0.0.0.0"}).host == "0.0.0.0"
+    dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    assert "SERVING_HOST=0.0.0.0" in dockerfile
