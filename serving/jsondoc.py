@@ -69,6 +69,8 @@ def check_containers(data: bytes | bytearray | memoryview | str, where: str) -> 
 
     Counting ``[``, ``{`` and ``"`` bytes is one pass each in C; only when that count is over the
     limit are the ones inside strings told apart (:func:`count_containers`)."""
+    if len(data) <= MAX_CONTAINERS:  # each container takes a character: nothing to count
+        return
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     limit = container_limit(len(raw))
     if raw.count(b"[") + raw.count(b"{") + raw.count(b'"') // 2 <= limit:
