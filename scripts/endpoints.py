@@ -7,9 +7,15 @@ Sub-commands:
                      (NTM / k-NN model data: --ntm-model-data / --knn-model-data, or the
                      artifacts of --ntm-training-job / --knn-training-job)
   update             new model + endpoint config from the endpoint's current ones with --image,
-                     --model-data, --instance-type or --instance-count replaced; update_endpoint
+                     --model-data, --instance-type/--instance-count, --memory-mb/--max-concurrency
+                     or --data-capture replaced; update_endpoint
   autoscale          target tracking on invocations per instance; --remove takes it off
   delete             the endpoint, its scaling, its config and models, and older <name>-<hash> ones
+
+Compute: instances (--instance-type/--instance-count) or, for the classifier only, --serverless
+[--memory-mb] [--max-concurrency]; --data-capture s3://... records requests and responses
+(instances only; scripts/capture.py reads them). Refusals and their AWS sources:
+scripts/endpoint_config.py.
 
 create-* are idempotent: the same inputs change nothing, other inputs update the endpoint in place
 through a new config. They wait for InService with progress unless --no-wait. Each prints
@@ -32,7 +38,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts import autoscaling, containers, selfcheck
+from scripts import autoscaling, containers, endpoint_config, endpoint_update, selfcheck
 from scripts.aws_cli import common_parent, make_parser, require_image, resolve_role, run_main
 from scripts.aws_common import Aws, ScriptError, emit, parse_s3_uri
 from scripts.builtin_images import image_uri
@@ -43,33 +49,15 @@ from scripts.sm_resources import (
     ensure_model,
     model_definition,
     teardown,
-    variant,
 )
+from scripts.training_jobs import training_artifacts, training_job
 
-ENV_METRIC = "SERVING_KNN_METRIC"
-ENV_DISTANCE = "SERVING_KNN_DISTANCE"
+ENV_METRIC, ENV_DISTANCE = endpoint_update.ENV_METRIC, endpoint_update.ENV_DISTANCE
 
 
 def s3_arg(value: str) -> str:
     parse_s3_uri(value)
     return value
-
-
-def training_job(aws: Aws, job: str) -> dict[str, Any]:
-    sm = aws.client("sagemaker")
-    desc = describe_or_none(sm.describe_training_job, TrainingJobName=job)
-    if desc is None:
-        if aws.dry_run:
-            return {"ModelArtifacts": {"S3ModelArtifacts": f"s3://<output of {job}>/model.tar.gz"}}
-        raise ScriptError(f"training job {job} not found", 2)
-    if desc.get("TrainingJobStatus") != "Completed":
-        status, reason = desc.get("TrainingJobStatus"), desc.get("FailureReason", "")
-        raise ScriptError(f"training job {job} is {status}, not Completed {reason}".strip(), 2)
-    return desc
-
-
-def training_artifacts(aws: Aws, job: str) -> str:
-    return str(training_job(aws, job)["ModelArtifacts"]["S3ModelArtifacts"])
 
 
 def converge(
@@ -79,9 +67,9 @@ def converge(
     name = check_name(args.name)
     role = resolve_role(aws, args.role)
     model = ensure_model(aws, name, model_definition(role, boxes, mode))
-    config = ensure_endpoint_config(
-        aws, name, [variant(model, args.instance_type, args.instance_count, args.variant)]
-    )
+    variants = [endpoint_config.variant_for(args, model, args.variant, name)]
+    endpoint_config.refuse_conversion(aws, name, variants)
+    config = ensure_endpoint_config(aws, name, variants, endpoint_config.data_capture(args))
     result = selfcheck.deploy_checked(aws, args, name, config, check)
     for key, value in (("ENDPOINT_NAME", name), ("MODEL_NAME", model)):
         emit(key, value)
@@ -91,15 +79,18 @@ def converge(
 
 
 def create_classifier(args: argparse.Namespace) -> int:
+    endpoint_config.check(args, pipeline=False)
     aws = Aws.from_args(args)
     image = require_image(args.image)
+    env = {**endpoint_config.serverless_env(args), **args.env}
     boxes = containers.classifier_containers(
-        image, args.model_data, args.accept or containers.ACCEPT["classify"], args.env
+        image, args.model_data, args.accept or containers.ACCEPT["classify"], env
     )
     return converge(aws, args, boxes, None)
 
 
 def create_pipeline(args: argparse.Namespace) -> int:
+    endpoint_config.check(args, pipeline=True)
     aws = Aws.from_args(args)
     image = require_image(args.image)
     ntm_data = args.ntm_model_data or (
@@ -136,50 +127,6 @@ def create_pipeline(args: argparse.Namespace) -> int:
     return converge(aws, args, boxes, "Serial", check)
 
 
-def update(args: argparse.Namespace) -> int:
-    aws = Aws.from_args(args)
-    name = check_name(args.name)
-    sm = aws.client("sagemaker")
-    desc = describe_or_none(sm.describe_endpoint, EndpointName=name)
-    if desc is None:
-        raise ScriptError(f"no endpoint {name} to update: create it first", 2)
-    config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
-    current = config["ProductionVariants"][0]
-    model = sm.describe_model(ModelName=current["ModelName"])
-    boxes = [containers.reusable(c) for c in model.get("Containers") or [model["PrimaryContainer"]]]
-    for box in boxes:
-        if containers.is_custom(box):
-            box["Image"] = require_image(args.image) if args.image else box["Image"]
-            box["ModelDataUrl"] = args.model_data or box.get("ModelDataUrl")
-            box["Environment"] = {**box.get("Environment", {}), **args.env}
-    mode = (model.get("InferenceExecutionConfig") or {}).get("Mode")
-    if len(boxes) > 1:
-        mode = mode or "Serial"  # moto drops InferenceExecutionConfig; SageMaker's default
-    definition = model_definition(model["ExecutionRoleArn"], boxes, mode)
-    new_model = ensure_model(aws, name, definition)
-    new_variant = variant(
-        new_model,
-        args.instance_type or current["InstanceType"],
-        args.instance_count or current["InitialInstanceCount"],
-        current["VariantName"],
-    )
-    new_config = ensure_endpoint_config(aws, name, [new_variant])
-    recommend = [b for b in boxes if (b.get("Environment") or {}).get(containers.ENV_STAGE)
-                 == "recommend"]
-    check = None
-    if recommend and recommend[0].get("ModelDataUrl"):
-        env = recommend[0]["Environment"]
-        check = {"model_data": recommend[0]["ModelDataUrl"],
-                 "metric": env.get(ENV_METRIC, "L2"),
-                 "distance": env.get(ENV_DISTANCE, "euclidean"), "knn_train": None}
-    result = selfcheck.deploy_checked(aws, args, name, new_config, check)
-    emit("ENDPOINT_NAME", name)
-    emit("MODEL_NAME", new_model)
-    emit("ENDPOINT_CONFIG_NAME", new_config)
-    emit("RESULT", result)
-    return 0
-
-
 def autoscale(args: argparse.Namespace) -> int:
     aws = Aws.from_args(args)
     name = check_name(args.name)
@@ -189,8 +136,10 @@ def autoscale(args: argparse.Namespace) -> int:
     if not 1 <= args.min_instances <= args.max_instances:
         raise ScriptError("need 1 <= --min-instances <= --max-instances", 2)
     sm = aws.client("sagemaker")
-    if describe_or_none(sm.describe_endpoint, EndpointName=name) is None and not aws.dry_run:
+    desc = describe_or_none(sm.describe_endpoint, EndpointName=name)
+    if desc is None and not aws.dry_run:
         raise ScriptError(f"no endpoint {name}: create it first", 2)
+    endpoint_config.refuse_autoscaling(name, desc)
     policy = autoscaling.register(
         aws,
         name,
@@ -225,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--image", help="our image URI (default: $IMAGE_URI)")
         p.add_argument("--model-data", type=s3_arg, required=True, help="s3://.../model.tar.gz")
         p.add_argument("--role", help="execution role ARN or name ($SAGEMAKER_ROLE_ARN)")
-        p.add_argument("--instance-type", default="ml.m5.large")
-        p.add_argument("--instance-count", type=int, default=1)
+        endpoint_config.add_options(p, creating=True)
         p.add_argument("--variant", default="AllTraffic")
         p.add_argument(
             "--env", action="append", metavar="KEY=VALUE", help="extra env for our containers"
@@ -269,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="endpoint name")
     p.add_argument("--image", help="new image for our containers")
     p.add_argument("--model-data", type=s3_arg, help="new model data for our containers")
-    p.add_argument("--instance-type")
-    p.add_argument("--instance-count", type=int)
+    endpoint_config.add_options(p, creating=False)
+    p.add_argument("--no-data-capture", action="store_true", help="turn data capture off")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--keep-old", action="store_true", help="keep the replaced config/model")
     p.add_argument("--no-verify", action="store_true", help="skip the recommender's self-check")
     p.add_argument("--env", action="append", metavar="KEY=VALUE",
                    help="set or replace one environment variable of our containers")
-    p.set_defaults(func=update)
+    p.set_defaults(func=endpoint_update.update)
 
     p = sub.add_parser("autoscale", parents=[common], help="target-tracking autoscaling")
     p.add_argument("--name", required=True, help="endpoint name")

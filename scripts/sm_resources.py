@@ -118,13 +118,18 @@ def variant(model: str, instance_type: str, count: int, name: str = "AllTraffic"
     }
 
 
-def ensure_endpoint_config(aws: Aws, base: str, variants: list[dict[str, Any]]) -> str:
-    name = f"{base}-{short_hash(variants)}"
+def ensure_endpoint_config(
+    aws: Aws, base: str, variants: list[dict[str, Any]], capture: dict[str, Any] | None = None
+) -> str:
+    """The config of these variants (and DataCaptureConfig ``capture``), created if new. Without
+    capture the name hashes the variants alone, as before capture existed: same names."""
+    extra = {"DataCaptureConfig": capture} if capture else {}
+    name = f"{base}-{short_hash({'ProductionVariants': variants, **extra} if extra else variants)}"
     sm = aws.client("sagemaker")
     if describe_or_none(sm.describe_endpoint_config, EndpointConfigName=name):
         aws.note(f"endpoint config {name} exists (same definition)")
     else:
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **extra)
         aws.note(f"created endpoint config {name}")
     return name
 

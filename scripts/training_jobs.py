@@ -11,7 +11,7 @@ from typing import Any
 
 from scripts import ntm_topics
 from scripts.aws_cli import resolve_role
-from scripts.aws_common import Aws, emit, log
+from scripts.aws_common import Aws, ScriptError, emit, log
 from scripts.aws_waits import wait_for
 from scripts.builtin_images import image_uri
 from scripts.ntm_topics import RECORDIO
@@ -112,3 +112,21 @@ def knn(aws: Aws, args: argparse.Namespace, train: str, dim: Any, documents: Any
     }
     job = args.knn_job_name or f"sm-text-knn-{stamp()}"
     run_training(aws, args, "knn", job, hyper, [channel("train", train, KNN_CSV)])
+
+
+# Read by endpoints.py create-pipeline: the built-in models' artifacts and k-NN's metric.
+def training_job(aws: Aws, job: str) -> dict[str, Any]:
+    sm = aws.client("sagemaker")
+    desc = describe_or_none(sm.describe_training_job, TrainingJobName=job)
+    if desc is None:
+        if aws.dry_run:
+            return {"ModelArtifacts": {"S3ModelArtifacts": f"s3://<output of {job}>/model.tar.gz"}}
+        raise ScriptError(f"training job {job} not found", 2)
+    if desc.get("TrainingJobStatus") != "Completed":
+        status, reason = desc.get("TrainingJobStatus"), desc.get("FailureReason", "")
+        raise ScriptError(f"training job {job} is {status}, not Completed {reason}".strip(), 2)
+    return desc
+
+
+def training_artifacts(aws: Aws, job: str) -> str:
+    return str(training_job(aws, job)["ModelArtifacts"]["S3ModelArtifacts"])
