@@ -89,8 +89,10 @@ def add_options(p: argparse.ArgumentParser, creating: bool) -> None:
                    help="KMS key ID/ARN/alias SageMaker encrypts the captured objects with")
 
 
-def check(args: argparse.Namespace, pipeline: bool) -> None:
-    """Refuse the combinations AWS refuses, before any call (reasons in the module docstring)."""
+def check(args: argparse.Namespace, pipeline: bool, endpoint: str = "",
+          current: dict[str, Any] | None = None) -> None:
+    """Refuse the combinations AWS refuses, before anything is created (reasons in the module
+    docstring); ``current``: the variant an update starts from."""
     serverless_only = [o for o, v in (("--memory-mb", args.memory_mb),
                                       ("--max-concurrency", args.max_concurrency)) if v is not None]
     instance_only = [o for o, v in (("--instance-type", args.instance_type),
@@ -105,6 +107,8 @@ def check(args: argparse.Namespace, pipeline: bool) -> None:
         if instance_only:
             raise ScriptError(f"{' and '.join(instance_only)} cannot go with --serverless "
                               "(a serverless variant has no instances)", 2)
+        if current is not None and "ServerlessConfig" not in current:
+            raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)
     elif serverless_only:
         raise ScriptError(f"{' and '.join(serverless_only)} need --serverless", 2)
     if args.max_concurrency is not None and not (
@@ -143,7 +147,7 @@ def variant_for(args: argparse.Namespace, model: str, name: str, endpoint: str,
     current = current or {}
     was = current.get("ServerlessConfig")
     if args.serverless and current and not was:
-        raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)
+        raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)  # check() said it first
     to_instances = args.instance_type is not None or args.instance_count is not None
     if args.serverless or (was and not to_instances):
         was = was or {}
@@ -179,10 +183,10 @@ def data_capture(args: argparse.Namespace) -> dict[str, Any] | None:
     return config
 
 
-def refuse_conversion(aws: Aws, endpoint: str, variants: list[dict[str, Any]]) -> None:
+def refuse_conversion(aws: Aws, endpoint: str, serverless: bool) -> None:
     """create-* --serverless onto an existing instance endpoint: AWS's ValidationError, said
     before anything is created."""
-    if not any("ServerlessConfig" in v for v in variants):
+    if not serverless:
         return
     current = describe_or_none(aws.client("sagemaker").describe_endpoint, EndpointName=endpoint)
     if any("CurrentServerlessConfig" not in v for v in (current or {}).get("ProductionVariants",

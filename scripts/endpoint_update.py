@@ -44,7 +44,7 @@ def update(args: argparse.Namespace) -> int:
     mode = (model.get("InferenceExecutionConfig") or {}).get("Mode")
     if len(boxes) > 1:
         mode = mode or "Serial"  # moto drops InferenceExecutionConfig; SageMaker's default
-    endpoint_config.check(args, pipeline=len(boxes) > 1)
+    endpoint_config.check(args, len(boxes) > 1, name, current)
     definition = model_definition(model["ExecutionRoleArn"], boxes, mode)
     new_model = ensure_model(aws, name, definition)
     new_variant = endpoint_config.variant_for(args, new_model, current["VariantName"], name,

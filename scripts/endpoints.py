@@ -66,9 +66,9 @@ def converge(
 ) -> int:
     name = check_name(args.name)
     role = resolve_role(aws, args.role)
+    endpoint_config.refuse_conversion(aws, name, args.serverless)
     model = ensure_model(aws, name, model_definition(role, boxes, mode))
     variants = [endpoint_config.variant_for(args, model, args.variant, name)]
-    endpoint_config.refuse_conversion(aws, name, variants)
     config = ensure_endpoint_config(aws, name, variants, endpoint_config.data_capture(args))
     result = selfcheck.deploy_checked(aws, args, name, config, check)
     for key, value in (("ENDPOINT_NAME", name), ("MODEL_NAME", model)):
