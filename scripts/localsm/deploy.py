@@ -109,6 +109,7 @@ class Deployment:
     warnings: list[str] = field(default_factory=list)
     ready: threading.Event = field(default_factory=threading.Event)
     last_chain: list[dict[str, Any]] = field(default_factory=list)  # hops of the last request
+    capture: dict[str, Any] = field(default_factory=dict)  # DataCaptureConfig (localsm/capture.py)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -144,11 +145,13 @@ class Deployer:
     def plan(self, endpoint: str) -> tuple[Deployment, list[dict[str, Any]], float]:
         sm = self.aws("sagemaker")
         config = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-        variant = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
+        desc = sm.describe_endpoint_config(EndpointConfigName=config)
+        variant = desc["ProductionVariants"][0]
         model = sm.describe_model(ModelName=variant["ModelName"])
         containers = list(model.get("Containers") or [model["PrimaryContainer"]])
         timeout = float(variant.get("ContainerStartupHealthCheckTimeoutInSeconds", STARTUP_TIMEOUT))
-        dep = Deployment(endpoint, config, variant["VariantName"], variant["ModelName"])
+        dep = Deployment(endpoint, config, variant["VariantName"], variant["ModelName"],
+                         capture=desc.get("DataCaptureConfig") or {})
         return dep, containers, timeout
 
     # -- images and model data ---------------------------------------------------------------

@@ -20,6 +20,9 @@ Front-end checks: a body over 6291456 bytes gets HTTP 413 "HTTP content length e
 6291456 bytes." (the answer SageMaker's front end has been seen to give; botocore reports error
 code "413"); an unknown endpoint a ``ValidationError`` (400).
 
+Data capture: an endpoint whose config has a DataCaptureConfig gets its answered requests
+recorded in moto's S3 in SageMaker's capture format (scripts/localsm/capture.py).
+
 ``GET /_local/health`` answers 200; ``GET /_local/endpoints`` lists the deployments (state,
 containers, published ports, warnings such as a missing accept-bind-to-port label);
 ``GET /_local/transform-jobs`` the transform jobs it ran or runs. SIGTERM and
@@ -44,7 +47,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # the repository, not localsm/
 
 from scripts.aws_cli import make_parser
-from scripts.localsm import chain
+from scripts.localsm import capture, chain
 from scripts.localsm.cleanup import runtime_id
 from scripts.localsm.deploy import Deployer, say
 from scripts.localsm.endpoints import ApiError, Endpoints
@@ -60,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     endpoints: Endpoints
     transforms: TransformRunner
+    aws: Any  # moto clients by service name
     region = "us-east-1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -108,11 +112,22 @@ class Handler(BaseHTTPRequestHandler):
             dep = self.endpoints.serving(unquote(match.group("name")))
             out, headers = chain.invoke(dep, body, self.headers, self.region)
             self.send(200, out, headers)
+            self.capture(dep, body, out, headers)
         except ApiError as err:
             self.send_error_doc(err)
         except Exception as exc:
             say(f"internal failure: {exc!r}")
             self.send_error_doc(ApiError(500, "InternalFailure", "An internal failure occurred."))
+
+
+    def capture(self, dep: Any, body: bytes, out: bytes, reply: dict[str, str]) -> None:
+        """Data capture of an answered request (localsm/capture.py); never fails the request."""
+        try:
+            capture.write(self.aws("s3"), dep.capture, dep.endpoint, dep.variant,
+                          (body, self.headers.get("Content-Type")),
+                          (out, reply.get("Content-Type")), self.headers.get(chain.INFERENCE_ID))
+        except Exception as exc:
+            say(f"data capture of a request to {dep.endpoint} failed: {exc!r}")
 
 
 def drain(stream: Any, length: int) -> None:
@@ -146,6 +161,7 @@ def serve(args: argparse.Namespace) -> int:
     transforms = TransformRunner(deployer, moto_url)
     transforms.attach()
     Handler.endpoints, Handler.transforms, Handler.region = endpoints, transforms, REGION
+    Handler.aws = staticmethod(aws)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
 
