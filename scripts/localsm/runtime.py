@@ -122,6 +122,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def capture(self, dep: Any, body: bytes, out: bytes, reply: dict[str, str]) -> None:
         """Data capture of an answered request (localsm/capture.py); never fails the request."""
+        if not dep.capture:
+            return
         try:
             capture.write(self.aws("s3"), dep.capture, dep.endpoint, dep.variant,
                           (body, self.headers.get("Content-Type")),

@@ -17,7 +17,9 @@ Through the local SageMaker runtime, with ``scripts/invoke.py`` as the client:
 - without topics-to-knn the chain fails with the ModelError the formats predict (k-NN cannot read
   NTM's output, which is why the adapter exists);
 - a 7 MB request is refused as SageMaker refuses it, and a 5 MB+ body between two containers
-  fails with SageMaker's ModelError.
+  fails with SageMaker's ModelError;
+- a classifier created with --data-capture has its requests recorded, and scripts/capture.py
+  lists them with their labels.
 """
 
 from __future__ import annotations
@@ -404,3 +406,38 @@ def test_custom_attributes_and_direct_invocation(stack: Stack) -> None:
     row = out.stdout.decode().strip().split(",")
     assert len(row) == 2000 and any(float(v) > 0 for v in row)
     assert [h["hostname"] for h in stack.chain("sm-text-recommender")] == ["ntm-features"]
+
+
+def test_data_capture_lists_what_was_asked(stack: Stack) -> None:
+    """create-classifier --data-capture: the local runtime records each answered request in
+    SageMaker's capture format in (moto's) S3, and scripts/capture.py lists the requests with
+    the labels the endpoint gave (the documents in full with --json)."""
+    bucket = stack.out["MODEL_DATA_URL"].split("/")[2]
+    dest = f"s3://{bucket}/datacapture"
+    name = "sm-text-capture"
+    stack.step("create_capture", "endpoints", "create-classifier", "--name", name,
+               "--image", stack.out["IMAGE_URI"], "--model-data", stack.out["MODEL_DATA_URL"],
+               "--data-capture", dest, "--env", "SAGEMAKER_MODEL_SERVER_WORKERS=1")
+    try:
+        stack.wait_in_service(name)
+        space, hockey = SAMPLES["sci.space"], SAMPLES["rec.sport.hockey"]
+        stack.invoke(name, "--content-type", "text/plain", stdin=space.encode())
+        body = json.dumps({"instances": [hockey, {"text": SAMPLES["sci.med"]}]}).encode()
+        stack.invoke(name, stdin=body)
+        listed: list[dict[str, Any]] = []
+        for _ in range(50):  # written right after each answer; bounded wait
+            out = stack.script("capture", dest, "--endpoint", name, "--json").stdout
+            listed = [json.loads(line) for line in out.decode().splitlines()]
+            if len(listed) >= 2:
+                break
+            time.sleep(0.2)
+        by_type = {row["input_type"].split(";")[0]: row for row in listed}
+        assert len(listed) == 2 and set(by_type) == {"text/plain", "application/json"}
+        assert by_type["text/plain"]["documents"] == [space]
+        assert by_type["text/plain"]["labels"] == ["sci.space"]
+        assert by_type["application/json"]["documents"] == [hockey, SAMPLES["sci.med"]]
+        assert by_type["application/json"]["labels"] == ["rec.sport.hockey", "sci.med"]
+        text = stack.script("capture", dest, "--chars", "20").stdout.decode()
+        assert "labels=sci.space" in text and '"The shuttle launch wa…"' in text
+    finally:
+        stack.script("endpoints", "delete", "--name", name, check=False)

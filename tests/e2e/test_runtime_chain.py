@@ -244,3 +244,56 @@ def test_stage_accept_option_sets_each_container() -> None:
     assert env["ntm-features"] == containers.ACCEPT["ntm-features"]
     with pytest.raises(ValueError, match="STAGE=TYPE"):
         containers.parse_accept(["classify=text/csv"])
+
+
+def test_data_capture_records_the_pipeline_request_and_final_answer(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint whose config captures: each answered request becomes one capture record
+    (localsm/capture.py) with the client's request and the last container's answer, which
+    scripts/capture.py reads back; an error answer is not captured."""
+    import json
+
+    from scripts import capture as reader
+    from scripts.endpoint_config import CAPTURE_CSV_TYPES, CAPTURE_JSON_TYPES
+
+    endpoints, client, deploy = runtime
+    puts: list[dict[str, Any]] = []
+
+    class S3:
+        def put_object(self, **params: Any) -> dict[str, Any]:
+            puts.append(params)
+            return {}
+
+    monkeypatch.setattr(Handler, "aws", staticmethod(lambda service: S3()), raising=False)
+    answer = json.dumps({"predictions": [{"label": "sci.space", "probability": 0.9}]}).encode()
+    deploy("cap", echo_as("application/x-recordio-protobuf"),
+           lambda body, headers: (200, answer, {"Content-Type": "application/json"}))
+    endpoints.deps["cap"].capture = {
+        "EnableCapture": True, "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": "s3://cap-bucket/dc",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"CsvContentTypes": CAPTURE_CSV_TYPES,
+                                     "JsonContentTypes": CAPTURE_JSON_TYPES},
+    }
+    got = client.invoke_endpoint(EndpointName="cap", Body=b"the shuttle", ContentType="text/plain",
+                                 InferenceId="req-9")
+    assert got["Body"].read() == answer
+    deadline = 50
+    while not puts and deadline:  # written after the answer is sent
+        threading.Event().wait(0.1)
+        deadline -= 1
+    (put,) = puts
+    assert put["Bucket"] == "cap-bucket" and put["Key"].startswith("dc/cap/AllTraffic/")
+    record = json.loads(put["Body"])
+    data = record["captureData"]
+    assert reader.documents(data["endpointInput"]) == ["the shuttle"]
+    assert reader.labels(data["endpointOutput"]) == ["sci.space"]
+    assert record["eventMetadata"]["inferenceId"] == "req-9"
+    deploy("cap-fail", lambda body, headers: (400, b'{"error": "bad"}',
+                                              {"Content-Type": "application/json"}))
+    endpoints.deps["cap-fail"].capture = endpoints.deps["cap"].capture
+    with pytest.raises(client.exceptions.ModelError):
+        client.invoke_endpoint(EndpointName="cap-fail", Body=b"x", ContentType="text/plain")
+    threading.Event().wait(0.5)
+    assert len(puts) == 1
