@@ -438,6 +438,6 @@ def test_data_capture_lists_what_was_asked(stack: Stack) -> None:
         assert by_type["application/json"]["documents"] == [hockey, SAMPLES["sci.med"]]
         assert by_type["application/json"]["labels"] == ["rec.sport.hockey", "sci.med"]
         text = stack.script("capture", dest, "--chars", "20").stdout.decode()
-        assert "labels=sci.space" in text and '"The shuttle launch wa…"' in text
+        assert "labels=sci.space" in text and '"The shuttle launch w…"' in text
     finally:
         stack.script("endpoints", "delete", "--name", name, check=False)
