@@ -109,7 +109,7 @@ def check(args: argparse.Namespace, pipeline: bool, endpoint: str = "",
                               "(a serverless variant has no instances)", 2)
         if current is not None and "ServerlessConfig" not in current:
             raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)
-    elif serverless_only:
+    elif serverless_only and not (current and "ServerlessConfig" in current):
         raise ScriptError(f"{' and '.join(serverless_only)} need --serverless", 2)
     if args.max_concurrency is not None and not (
             MAX_CONCURRENCY[0] <= args.max_concurrency <= MAX_CONCURRENCY[1]):

@@ -221,14 +221,16 @@ def test_serverless_in_moto_update_and_the_refused_conversions(
 
     # update keeps it serverless and changes only what it is told
     api_calls.clear()
-    run(capsys, "update", "--name", name, "--memory-mb", "4096", "--serverless")
+    run(capsys, "update", "--name", name, "--memory-mb", "4096")  # --serverless implied
     (request,) = sent(api_calls, "CreateEndpointConfig")
     assert request["ProductionVariants"][0]["ServerlessConfig"] == {
         "MemorySizeInMB": 4096, "MaxConcurrency": 2}
     api_calls.clear()
-    run(capsys, "update", "--name", name, "--image", IMAGE.replace("abc123", "def456"))
+    run(capsys, "update", "--name", name, "--image", IMAGE.replace("abc123", "def456"),
+        "--serverless", "--max-concurrency", "3")
     (request,) = sent(api_calls, "CreateEndpointConfig")
-    assert request["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 4096
+    assert request["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 4096, "MaxConcurrency": 3}
     assert "DataCaptureConfig" not in request
 
     # autoscaling of instances does not apply; capture is refused on a serverless endpoint
@@ -245,6 +247,8 @@ def test_serverless_in_moto_update_and_the_refused_conversions(
                  ["update", "--name", inst, "--serverless"]):
         err = run(capsys, *argv, code=2)["_err"]
         assert "cannot convert an instance-based endpoint to serverless" in err
+    err = run(capsys, "update", "--name", inst, "--memory-mb", "2048", code=2)["_err"]
+    assert "--memory-mb need --serverless" in err
     assert not [op for _, op, _ in api_calls if op.startswith(("Create", "Update"))]
 
     # serverless -> instances is allowed (AWS: one way only)
