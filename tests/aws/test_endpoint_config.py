@@ -85,6 +85,10 @@ def test_serverless_classifier_request_is_exact_and_valid(
     assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"  # AWS: one worker per serverless container
     assert botocore_errors("CreateEndpointConfig", config) == ""
     assert botocore_errors("CreateModel", calls["create_model"]) == ""
+    broken = json.loads(json.dumps(config))  # the validator is not vacuous
+    broken["ProductionVariants"][0]["ServerlessConfig"] = {"MemorySizeInMB": 512}
+    report = botocore_errors("CreateEndpointConfig", broken)
+    assert "MaxConcurrency" in report and "valid min value: 1024" in report
     assert offline == []
     defaults = dry_calls(capsys, "create-classifier", "--serverless", "--name", "other")
     variant = defaults["create_endpoint_config"]["ProductionVariants"][0]
