@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from serving.classifier import TextClassifier, best_k, probabilities
+from serving.errors import PayloadTooLarge
 from serving.vectorize import TermVectorizer
 
 WEIGHT_DECIMALS = 6
@@ -116,11 +117,12 @@ class Explainer:
         jll = np.asarray(X @ classifier.log_prob) + classifier.class_log_prior
         return X.indptr, X.indices, X.data, jll
 
-    def top_k(self, texts: Sequence[str], k: int, n: int,
+    def top_k(self, texts: Sequence[str], k: int, n: int, max_terms: int | None = None,
               ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """What :meth:`TextClassifier.top_k` answers (the same numbers) and, per document,
         ``{"versus": runner-up, "terms": [{"term", "weight"}, ...]}`` with at most ``n``
-        terms, largest weight first."""
+        terms, largest weight first. More than ``max_terms`` terms in all is a 413, raised
+        before any term is named (it bounds the answer and the objects built for it)."""
         classes = self.classifier.classes
         indptr, indices, data, jll = self._rows(texts)
         top_idx, top_p = best_k(probabilities(jll), max(k, 2))
@@ -128,6 +130,14 @@ class Explainer:
             return top_idx, top_p, [{"versus": None, "terms": []} for _ in texts]
         weights = contributions(indptr, indices, data, self.classifier.log_prob,
                                 top_idx[:, 0], top_idx[:, 1])
+        if max_terms is not None:
+            positive = np.concatenate(([0], np.cumsum(weights > 0)))
+            listed = int(np.minimum(positive[indptr[1:]] - positive[indptr[:-1]], n).sum())
+            if listed > max_terms:
+                raise PayloadTooLarge(
+                    f"the explanations hold {listed} terms, more than the response limit "
+                    f"leaves room for ({max(max_terms, 0)}); ask for fewer terms (custom "
+                    "attribute explain) or send fewer records per request")
         explanations = []
         for row, runner_up in enumerate(top_idx[:, 1].tolist()):
             start, end = int(indptr[row]), int(indptr[row + 1])

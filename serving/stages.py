@@ -59,19 +59,19 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
     # Smallest JSON entry: {"label":"","probability":0.0} plus the shortest class name.
     entry_bytes = 31 + min((len(c) for c in classes), default=0)
     # Explanations: {"versus":"","terms":[]} plus a class name, then {"term":"","weight":0.0}
-    # and a two-letter term (the shortest the tokenizer keeps) per term; at least one term.
-    explain_bytes = 24 + min((len(c) for c in classes), default=0) + 26
+    # and a two-letter term (the shortest the tokenizer keeps) per listed term.
+    explain_bytes, term_bytes = 24 + min((len(c) for c in classes), default=0), 26
     explainer = explain.Explainer(classifier)  # index -> term names built here, in the master
 
     def run(texts: list[str], options: Options) -> tuple:
         k = min(options.top_k or settings.top_k, len(classes))
-        extra = explain_bytes if options.explain else 0
-        vectors.check_output_size(len(texts) * ((k + 1) * entry_bytes + extra),
-                                  settings.max_response_bytes,
+        least = len(texts) * ((k + 1) * entry_bytes + (explain_bytes if options.explain else 0))
+        vectors.check_output_size(least, settings.max_response_bytes,
                                   "ask for fewer classes (custom attribute top_k), accept "
                                   "text/csv, or send fewer records per request")
         if options.explain:
-            return explainer.top_k(texts, options.top_k or settings.top_k, options.explain)
+            room = (settings.max_response_bytes - least) // term_bytes
+            return explainer.top_k(texts, options.top_k or settings.top_k, options.explain, room)
         return classifier.top_k(texts, options.top_k or settings.top_k)
 
     def encode(result: tuple, media: MediaType) -> bytes:

@@ -168,3 +168,13 @@ def test_removing_top_terms_lowers_the_label_probability(real_model_dir: Path) -
         assert len(terms) == 5
         proba = classifier.predict_proba([_without(post, terms)])[0]
         assert proba[label] < prob, (classifier.classes[label], terms, prob, proba[label])
+
+
+def test_term_budget_is_checked_before_naming(classifier: TextClassifier) -> None:
+    from serving.errors import PayloadTooLarge
+
+    explainer = Explainer(classifier, names=lambda f: pytest.fail("named despite the budget"))
+    with pytest.raises(PayloadTooLarge, match="custom attribute explain"):
+        explainer.top_k(DOCS[:2], 3, 5, max_terms=3)
+    listed = sum(len(e["terms"]) for e in Explainer(classifier).top_k(DOCS[:2], 3, 5)[2])
+    assert len(Explainer(classifier).top_k(DOCS[:2], 3, 5, max_terms=listed)[2]) == 2

@@ -138,3 +138,16 @@ def test_other_stages_refuse_explain(tiny_model_dir: Path, server_factory, stage
     assert "classify stage only" in response.json()["message"]
     assert server.post(body, content_type, **{ATTR: "other=explain"}).status_code == 200
     server.stop()
+
+
+def test_answer_limit_counts_the_terms(tiny_model_dir: Path, server_factory) -> None:
+    server = server_factory(tiny_model_dir, "classify", workers=1,
+                            env={"SERVING_MAX_RESPONSE_BYTES": "4000"})
+    body = orjson.dumps({"instances": DOCS * 4})
+    assert server.post(body, "application/json").status_code == 200
+    refused = server.post(body, "application/json", **{ATTR: "explain=50"})
+    assert refused.status_code == 413  # the term count (a lower bound) or the built answer
+    assert any(words in refused.json()["message"]
+               for words in ("custom attribute explain", "over the response limit"))
+    assert server.post(DOCS[0], "text/plain", **{ATTR: "explain=50"}).status_code == 200
+    server.stop()
