@@ -12,13 +12,13 @@ so the weights ``w`` split the label's winning margin over its closest rival exa
 document's terms (plus the class-prior difference, which no term owns). A term with ``w > 0``
 pushed the document towards its label; the ``explain=N`` answer lists the N largest of those.
 
-Why the runner-up and not the mean over classes: the runner-up is the decision that was
-actually made (label vs the only class that came close). Against the mean, a word shared by
-the label and its rival (``god`` between alt.atheism and soc.religion.christian, ``windows``
-between comp.os.ms-windows.misc and comp.windows.x) ranks high though it does nothing to
-separate them, and the weights would
-sum to the distance from an average class, which no prediction is about. A model with one
-class has no rival: its explanations are empty (``versus`` null).
+Why the runner-up and not the mean over classes: the runner-up is the decision the model
+actually made (the label against the class that came closest). Against the mean, a word shared
+by the label and its rival (``god`` between alt.atheism and soc.religion.christian,
+``windows`` between comp.os.ms-windows.misc and comp.windows.x) ranks high though it does
+nothing to separate them, and the weights would sum to the distance from an average class,
+which no prediction is about. A model with one class has no rival: its explanations are empty
+(``versus`` null).
 
 Cost: one gather of two weights per non-zero term of the document (vectorised over the sparse
 row, never the vocabulary) and a partial sort of those; the index → term names come from
