@@ -123,14 +123,23 @@ def test_one_class_model_has_no_rival(classifier: TextClassifier) -> None:
     assert explained == [{"versus": None, "terms": []}]
 
 
-def test_cost_follows_the_document_not_the_vocabulary(classifier: TextClassifier) -> None:
-    """contributions reads only the stored values: a 10-million-column row costs its 3 terms."""
+def test_cost_follows_the_document_not_the_vocabulary() -> None:
+    """contributions allocates per stored value: a 10-million-column row costs its 3 terms
+    (a dense row or a column of log_prob would be 40-80 MB)."""
+    import tracemalloc
+
     X = sp.csr_matrix((np.ones(3), np.array([1, 5, 9_999_999]), np.array([0, 3])),
                       shape=(1, 10_000_000))
     log_prob = np.zeros((10_000_000, 2), dtype=np.float32)  # pages never touched stay unmapped
     log_prob[9_999_999] = [1.0, -1.0]
-    w = contributions(X.indptr, X.indices, X.data, log_prob, np.array([0]), np.array([1]))
+    tracemalloc.start()
+    try:
+        w = contributions(X.indptr, X.indices, X.data, log_prob, np.array([0]), np.array([1]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert w.tolist() == [0.0, 0.0, 2.0]
+    assert peak < 100_000, peak
 
 
 # --- real data: removing the top explained terms lowers the label's probability ---------------
