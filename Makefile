@@ -63,6 +63,7 @@ demo: ## the whole recommendation pipeline offline (moto, registry, local SageMa
 
 bench: setup train ## benchmarks; results in bench/results/
 	$(PYTHON) -m bench.run --model-dir $(MODEL_DIR) --data $(DATA)
+	$(PYTHON) -m bench.explain --model-dir $(MODEL_DIR) --data $(DATA)
 
 clean: stop ## remove build and training outputs
 	rm -rf $(WORK) build dist *.egg-info

@@ -34,7 +34,8 @@ from serving.mediatypes import (
     negotiate,
     parse_content_type,
 )
-from serving.stages import Options, Stage, build
+from serving.options import Options
+from serving.stages import Stage, build
 
 access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.app")
@@ -158,6 +159,7 @@ class Server:
                 f"{', '.join(stage.input_types)}")
         out_media = _negotiate(accept, stage.output_types, self.default_accept)
         options = Options.parse(attributes)
+        options.check(stage.name, out_media)
         if not body:
             raise BadRequest("the request body is empty")
         records = stage.decode(body, media)

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from sklearn.naive_bayes import MultinomialNB
 
 
+def probabilities(jll: np.ndarray) -> np.ndarray:
+    """Class probabilities from joint log-likelihoods (softmax per row, in place)."""
+    jll -= jll.max(axis=1, keepdims=True)
+    np.exp(jll, out=jll)
+    jll /= jll.sum(axis=1, keepdims=True)
+    return jll
+
+
+def best_k(proba: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (best first; ties keep class order) and probabilities of the ``k`` best classes."""
+    k = max(1, min(k, proba.shape[1]))
+    idx = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(proba, idx, axis=1)
+
+
 @dataclass
 class TextClassifier:
     features: TextFeatures
@@ -51,11 +66,7 @@ class TextClassifier:
         return np.asarray(X @ self.log_prob) + self.class_log_prior
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        jll = self.joint_log_likelihood(texts)
-        jll -= jll.max(axis=1, keepdims=True)
-        np.exp(jll, out=jll)
-        jll /= jll.sum(axis=1, keepdims=True)
-        return jll
+        return probabilities(self.joint_log_likelihood(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         best = self.joint_log_likelihood(texts).argmax(axis=1)
@@ -63,10 +74,7 @@ class TextClassifier:
 
     def top_k(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (best first) and probabilities of the ``k`` most likely classes per text."""
-        proba = self.predict_proba(texts)
-        k = max(1, min(k, proba.shape[1]))
-        idx = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-        return idx, np.take_along_axis(proba, idx, axis=1)
+        return best_k(self.predict_proba(texts), k)
 
     # Persistence (plain JSON, text and .npy: nothing executes code on load).
     def save(self, directory: Path) -> list[Path]:

@@ -254,13 +254,16 @@ def decode_texts(
 
 
 def encode_classify(
-    class_names: Sequence[str], top_idx: np.ndarray, top_p: np.ndarray, media: MediaType
+    class_names: Sequence[str], top_idx: np.ndarray, top_p: np.ndarray, media: MediaType,
+    explanations: Sequence[dict] | None = None,
 ) -> bytes:
     """Top-k classes per document, best first, as JSON, JSON Lines or CSV (``label,probability``).
 
     Probabilities are rounded to 6 decimal places.  JSON:
     ``{"predictions": [{"label", "probability", "top_k": [{"label", "probability"}, ...]}]}``;
     JSON Lines: one prediction object per line; CSV: the best label and its probability.
+    ``explanations`` (serving.explain, one per document) become each prediction's
+    ``"explanation"``; CSV cannot carry them (NotAcceptable).
     """
     if media.type not in CLASSIFY_OUTPUT_TYPES:
         raise NotAcceptable(
@@ -275,6 +278,8 @@ def encode_classify(
     label_rows = names[idx].tolist()  # IndexError for an index outside class_names
     prob_rows = np.round(prob, PROBABILITY_DECIMALS).tolist()
     if media.type == TEXT_CSV:
+        if explanations is not None:
+            raise NotAcceptable("text/csv cannot carry explanations; accept application/json")
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(
             (labels[0], probs[0]) for labels, probs in zip(label_rows, prob_rows, strict=True)
@@ -290,6 +295,9 @@ def encode_classify(
         }
         for labels, probs in zip(label_rows, prob_rows, strict=True)
     ]
+    if explanations is not None:
+        for prediction, explanation in zip(predictions, explanations, strict=True):
+            prediction["explanation"] = explanation
     if media.type == JSON:
         return orjson.dumps({"predictions": predictions})
     return b"".join(orjson.dumps(p) + b"\n" for p in predictions)

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, formats, neighbours, vectors
+from serving import codecs, explain, formats, neighbours, vectors
 from serving.artifact import Model
 from serving.config import Settings
-from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
+from serving.errors import PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
+from serving.options import Options
 
 TEXT_INPUTS = codecs.TEXT_INPUT_TYPES
 # One line: in batch mode (SAGEMAKER_BATCH=true) a text/plain body holds one document per line,
@@ -25,30 +26,6 @@ WARMUP_TEXT = (
     "Re: graphics card drivers. My new video card shows garbage on the screen after installing "
     "the windows driver. Any help with the vga mode settings?"
 )
-
-
-@dataclass(frozen=True)
-class Options:
-    """Per-request options from ``X-Amzn-SageMaker-Custom-Attributes`` (``top_k=N``)."""
-
-    top_k: int | None = None
-
-    @classmethod
-    def parse(cls, header: str | None) -> Options:
-        top_k = None
-        if header:
-            for item in header.replace(";", ",").split(","):
-                key, sep, value = item.strip().partition("=")
-                if not sep:
-                    continue  # attributes meant for other containers are ignored
-                if key.strip().lower() == "top_k":
-                    try:
-                        top_k = int(value.strip())
-                    except ValueError:
-                        raise BadRequest("custom attribute top_k must be a whole number") from None
-                    if not 1 <= top_k <= 1000:
-                        raise BadRequest("custom attribute top_k must be between 1 and 1000")
-        return cls(top_k=top_k)
 
 
 @dataclass
@@ -81,17 +58,24 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
 
     # Smallest JSON entry: {"label":"","probability":0.0} plus the shortest class name.
     entry_bytes = 31 + min((len(c) for c in classes), default=0)
+    # Explanations: {"versus":"","terms":[]} plus a class name, then {"term":"","weight":0.0}
+    # and a two-letter term (the shortest the tokenizer keeps) per listed term.
+    explain_bytes, term_bytes = 24 + min((len(c) for c in classes), default=0), 26
+    explainer = explain.Explainer(classifier)  # index -> term names built here, in the master
 
-    def run(texts: list[str], options: Options) -> tuple[np.ndarray, np.ndarray]:
+    def run(texts: list[str], options: Options) -> tuple:
         k = min(options.top_k or settings.top_k, len(classes))
-        vectors.check_output_size(len(texts) * (k + 1) * entry_bytes,
-                                  settings.max_response_bytes,
+        least = len(texts) * ((k + 1) * entry_bytes + (explain_bytes if options.explain else 0))
+        vectors.check_output_size(least, settings.max_response_bytes,
                                   "ask for fewer classes (custom attribute top_k), accept "
                                   "text/csv, or send fewer records per request")
+        if options.explain:
+            room = (settings.max_response_bytes - least) // term_bytes
+            return explainer.top_k(texts, options.top_k or settings.top_k, options.explain, room)
         return classifier.top_k(texts, options.top_k or settings.top_k)
 
-    def encode(result: tuple[np.ndarray, np.ndarray], media: MediaType) -> bytes:
-        return codecs.encode_classify(classes, result[0], result[1], media)
+    def encode(result: tuple, media: MediaType) -> bytes:
+        return codecs.encode_classify(classes, result[0], result[1], media, *result[2:])
 
     return Stage("classify", TEXT_INPUTS, codecs.CLASSIFY_OUTPUT_TYPES, JSON,
                  _texts(settings), run, encode, (WARMUP_TEXT.encode(), "text/plain", JSON))

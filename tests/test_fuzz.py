@@ -130,7 +130,8 @@ def test_no_generated_request_gets_a_5xx(clients, stage: str) -> None:
     @given(body=bodies(), content_type=st.sampled_from(CONTENT_TYPES),
            accept=st.sampled_from(ACCEPTS),
            attributes=st.none() | st.sampled_from(["top_k=2", "top_k=0", "top_k=x", "a=b,,",
-                                                   "top_k=99999"]))
+                                                   "top_k=99999", "explain=3", "explain=0",
+                                                   "explain", "top_k=1;explain=50"]))
     def run(body: bytes, content_type: str, accept: str | None, attributes: str | None) -> None:
         headers = {"Content-Type": content_type}
         if accept is not None:
