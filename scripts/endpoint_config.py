@@ -111,6 +111,8 @@ def check(args: argparse.Namespace, pipeline: bool, endpoint: str = "",
             raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)
     elif serverless_only and not (current and "ServerlessConfig" in current):
         raise ScriptError(f"{' and '.join(serverless_only)} need --serverless", 2)
+    if args.data_capture and current and "ServerlessConfig" in current and not instance_only:
+        raise ScriptError(NO_SERVERLESS_CAPTURE, 2)  # update of a serverless endpoint
     if args.max_concurrency is not None and not (
             MAX_CONCURRENCY[0] <= args.max_concurrency <= MAX_CONCURRENCY[1]):
         raise ScriptError("--max-concurrency must be 1..200 (ProductionVariantServerlessConfig)", 2)

@@ -240,8 +240,10 @@ def test_serverless_in_moto_update_and_the_refused_conversions(
     # autoscaling of instances does not apply; capture is refused on a serverless endpoint
     err = run(capsys, "autoscale", "--name", name, code=2)["_err"]
     assert "is serverless" in err
+    api_calls.clear()
     err = run(capsys, "update", "--name", name, "--data-capture", "s3://b/c", code=2)["_err"]
     assert "does not support data capture" in err
+    assert not [op for _, op, _ in api_calls if op.startswith(("Create", "Update"))]
 
     # an instance endpoint cannot become serverless, on create or on update; nothing is made
     inst = f"inst-{unique}"
