@@ -16,7 +16,7 @@ from serving import codecs, formats, neighbours, vectors
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
-from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
+from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, TEXT_PLAIN, MediaType
 
 TEXT_INPUTS = codecs.TEXT_INPUT_TYPES
 # One line: in batch mode (SAGEMAKER_BATCH=true) a text/plain body holds one document per line,
@@ -94,7 +94,7 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
         return codecs.encode_classify(classes, result[0], result[1], media)
 
     return Stage("classify", TEXT_INPUTS, codecs.CLASSIFY_OUTPUT_TYPES, JSON,
-                 _texts(settings), run, encode, (WARMUP_TEXT.encode(), "text/plain", JSON))
+                 _texts(settings), run, encode, (WARMUP_TEXT.encode(), TEXT_PLAIN, JSON))
 
 
 def ntm_features_stage(model: Model, settings: Settings) -> Stage:
@@ -114,9 +114,9 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
     def encode(X: Any, media: MediaType) -> bytes:
         return formats.encode_ntm_input(X, media, settings.max_response_bytes)
 
-    return Stage("ntm-features", TEXT_INPUTS, (JSON, JSONLINES, TEXT_CSV, RECORDIO), JSON,
+    return Stage("ntm-features", TEXT_INPUTS, formats.NTM_INPUT_TYPES, JSON,
                  _texts(settings), run, encode,
-                 (WARMUP_TEXT.encode(), "text/plain", RECORDIO))
+                 (WARMUP_TEXT.encode(), TEXT_PLAIN, RECORDIO))
 
 
 def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
@@ -144,9 +144,17 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
 
     k = n_topics or 20
     warm = orjson.dumps({"predictions": [{"topic_weights": [1.0 / k] * k}]})
-    return Stage("topics-to-knn", (JSON, JSONLINES, RECORDIO), (TEXT_CSV, JSON, JSONLINES,
-                 RECORDIO), TEXT_CSV, decode, run, encode,
-                 (warm, JSON, TEXT_CSV))
+    return Stage("topics-to-knn", formats.NTM_OUTPUT_TYPES, formats.KNN_INPUT_TYPES, TEXT_CSV,
+                 decode, run, encode, (warm, JSON, TEXT_CSV))
+
+
+# Recommendations per query, by response content type (negotiation offers only these keys).
+RECOMMEND_ENCODERS: dict[str, Callable[[list[list[dict]]], bytes]] = {
+    JSON: lambda results: orjson.dumps(
+        {"predictions": [{"recommendations": r} for r in results]}),
+    JSONLINES: lambda results: b"".join(
+        orjson.dumps({"recommendations": r}) + b"\n" for r in results),
+}
 
 
 def recommend_stage(model: Model, settings: Settings) -> Stage:
@@ -196,14 +204,12 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
         return results
 
     def encode(results: list[list[dict]], media: MediaType) -> bytes:
-        if media.type == JSONLINES:
-            return b"".join(orjson.dumps({"recommendations": r}) + b"\n" for r in results)
-        return orjson.dumps({"predictions": [{"recommendations": r} for r in results]})
+        return RECOMMEND_ENCODERS[media.type](results)
 
     n = min(len(catalog), 3)
     warm = orjson.dumps({"predictions": [{"predicted_label": 0.0, "labels": list(range(n)),
                                           "distances": [0.1 * (i + 1) for i in range(n)]}]})
-    return Stage("recommend", (JSON, JSONLINES, RECORDIO), (JSON, JSONLINES), JSON, decode,
+    return Stage("recommend", formats.KNN_OUTPUT_TYPES, tuple(RECOMMEND_ENCODERS), JSON, decode,
                  run, encode, (warm, JSON, JSON))
 
 
