@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, formats, neighbours, vectors
+from serving import codecs, formats, neighbours, npy, vectors
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
@@ -67,6 +67,14 @@ class Stage:
         return records.shape[0] if hasattr(records, "shape") else len(records)
 
 
+def _npy_out(settings: Settings) -> tuple[str, ...]:
+    """application/x-npy as an answer type, last (it wins no Accept tie it did not win before).
+
+    Not in batch mode: a batch answer is framed one line per record and one ``.npy`` array per
+    request cannot be split into lines (SageMaker's AssembleWith=Line)."""
+    return () if settings.batch else (npy.NPY,)
+
+
 def _texts(settings: Settings) -> Callable[[bytes, MediaType], list[str]]:
     def decode(body: bytes, media: MediaType) -> list[str]:
         return codecs.decode_texts(body, media, max_records=settings.max_records,
@@ -112,9 +120,14 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
         return X
 
     def encode(X: Any, media: MediaType) -> bytes:
+        if media.type == npy.NPY:  # dense float32 counts, the SageMaker SDK's NumpyDeserializer
+            vectors.check_output_size(4 * X.shape[0] * X.shape[1], settings.max_response_bytes,
+                                      f"dense rows of {X.shape[1]} words are mostly zeros: "
+                                      f"accept {RECORDIO}, or send fewer records per request")
+            return npy.encode(X.toarray().astype(np.float32))
         return formats.encode_ntm_input(X, media, settings.max_response_bytes)
 
-    return Stage("ntm-features", TEXT_INPUTS, formats.NTM_INPUT_TYPES, JSON,
+    return Stage("ntm-features", TEXT_INPUTS, formats.NTM_INPUT_TYPES + _npy_out(settings), JSON,
                  _texts(settings), run, encode,
                  (WARMUP_TEXT.encode(), TEXT_PLAIN, RECORDIO))
 
@@ -123,6 +136,8 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
     n_topics = settings.num_topics or model.num_topics
 
     def decode(body: bytes, media: MediaType) -> np.ndarray:
+        if media.type == npy.NPY:  # the SageMaker SDK's NumpySerializer
+            return npy.decode_rows(body, n_topics, settings.max_values, settings.max_records)
         topics = formats.decode_ntm_output(body, media, n_topics, settings.max_values,
                                            settings.max_records)
         if topics.shape[0] > settings.max_records:
@@ -140,12 +155,17 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
         return unit
 
     def encode(topics: np.ndarray, media: MediaType) -> bytes:
+        if media.type == npy.NPY:
+            vectors.check_output_size(4 * topics.size, settings.max_response_bytes,
+                                      "send fewer records per request")
+            return npy.encode(topics.astype(np.float32))
         return formats.encode_knn_input(topics, media, settings.max_response_bytes)
 
     k = n_topics or 20
     warm = orjson.dumps({"predictions": [{"topic_weights": [1.0 / k] * k}]})
-    return Stage("topics-to-knn", formats.NTM_OUTPUT_TYPES, formats.KNN_INPUT_TYPES, TEXT_CSV,
-                 decode, run, encode, (warm, JSON, TEXT_CSV))
+    return Stage("topics-to-knn", (*formats.NTM_OUTPUT_TYPES, npy.NPY),
+                 formats.KNN_INPUT_TYPES + _npy_out(settings), TEXT_CSV, decode, run, encode,
+                 (warm, JSON, TEXT_CSV))
 
 
 # Recommendations per query, by response content type (negotiation offers only these keys).
