@@ -110,8 +110,11 @@ def model(tiny_model_dir: Path) -> Model:
 
 @pytest.fixture(scope="module")
 def servers(tiny_model_dir: Path, server_factory) -> dict[str, RunningServer]:
-    return {stage: server_factory(tiny_model_dir, stage, workers=1)
-            for stage in ("ntm-features", "topics-to-knn")}
+    """The two stages that speak application/x-npy (one worker each)."""
+    started = {}
+    for stage in ("ntm-features", "topics-to-knn"):
+        started[stage] = server_factory(tiny_model_dir, stage, workers=1)
+    return started
 
 
 @pytest.mark.parametrize("accept", [NPY, "text/csv"])
