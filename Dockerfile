@@ -55,6 +55,15 @@ COPY wheels/setuptools-*.whl /tmp/wheels/
 RUN python3 -m venv /tmp/tools \
     && /tmp/tools/bin/pip install -q --no-index --find-links /tmp/wheels --only-binary :all: \
         --require-hashes -r /tmp/requirements/build-lock.txt
+# requirements/nodeps.txt: installed without their dependencies (sagemaker-inference would pull
+# boto3, psutil and retrying; the modules serving imports need none of them). Its sdist is built
+# into a wheel here, offline, with the locked setuptools.
+COPY requirements/nodeps.txt /tmp/requirements/nodeps.txt
+COPY wheels/six-*.whl wheels/sagemaker_inference-*.tar.gz /tmp/wheels/
+RUN /tmp/tools/bin/pip wheel -q --no-index --find-links /tmp/wheels --no-deps --no-build-isolation \
+        --require-hashes -r /tmp/requirements/nodeps.txt -w /tmp/dist-nodeps \
+    && /tmp/tools/bin/pip --python /opt/venv/bin/python install -q --no-index --no-deps \
+        --no-warn-script-location --root /staging /tmp/dist-nodeps/*.whl
 COPY pyproject.toml README.m[d] /tmp/src/
 COPY serving/ /tmp/src/serving/
 RUN cd /tmp/src \
@@ -93,7 +102,8 @@ COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
 # Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
 # and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
 RUN chmod 0755 /usr/local/bin/sm-entrypoint \
-    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, PIL" \
+    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, PIL, sagemaker_inference.encoder" \
+    && ! python -c "import boto3" 2>/dev/null \
     && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \
         python -c "import serving, sklearn; from nltk.stem import WordNetLemmatizer as L; assert L().lemmatize('geese') == 'goose'" \

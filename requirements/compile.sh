@@ -2,6 +2,7 @@
 # Regenerate the hashed locks the image installs from (run from anywhere; needs PyPI):
 #   requirements/lock.txt        <- pyproject.toml [project].dependencies (runtime, the image's venv)
 #   requirements/build-lock.txt  <- requirements/build.in (setuptools, builds the project wheel)
+#   requirements/nodeps.txt      <- requirements/nodeps.in (installed with --no-deps: what it says)
 # Both are resolved for CPython 3.11 on Linux x86_64, glibc 2.36 (Debian bookworm), the image's
 # platform, whatever machine runs this. uv keeps the versions already in a lock unless asked:
 #   bash requirements/compile.sh             # add/remove what pyproject.toml changed
@@ -25,4 +26,5 @@ common=(--python-version 3.11 --python-platform x86_64-manylinux_2_36 --generate
 
 uv pip compile "${common[@]}" "$@" pyproject.toml -o requirements/lock.txt
 uv pip compile "${common[@]}" "$@" requirements/build.in -o requirements/build-lock.txt
-echo "wrote requirements/lock.txt and requirements/build-lock.txt" >&2
+uv pip compile "${common[@]}" "$@" --no-deps requirements/nodeps.in -o requirements/nodeps.txt
+echo "wrote requirements/lock.txt, requirements/build-lock.txt and requirements/nodeps.txt" >&2

@@ -3,10 +3,10 @@
 #
 #   bash scripts/build_image.sh
 #
-# 1. Downloads the wheels that requirements/lock.txt and requirements/build-lock.txt pin (with
-#    their hashes) on the host into wheels/ (git-ignored). Cached: only missing wheels are
-#    fetched, so a complete wheels/ builds with no index at all; wheels the locks no longer name
-#    are removed. pip inside the build never reaches an index.
+# 1. Downloads the wheels that requirements/lock.txt, build-lock.txt and nodeps.txt pin (with
+#    their hashes; nodeps.txt may name an sdist) on the host into wheels/ (git-ignored). Cached:
+#    only missing files are fetched, so a complete wheels/ builds with no index at all; files the
+#    locks no longer name are removed. pip inside the build never reaches an index.
 # 2. Picks the base: the public Python image where its registry answers (checked with a 5 s probe,
 #    then a bounded `docker pull`), else a copy of it already in the local image store, else the
 #    Debian bookworm base that scripts/base_image.sh builds with debootstrap from Debian's archive
@@ -38,7 +38,7 @@ BASE_SOURCE=${BASE_SOURCE:-auto}
 PULL_TIMEOUT=${PULL_TIMEOUT:-300}
 WHEELS_DIR=${WHEELS_DIR:-wheels}
 PYTHON=${PYTHON:-python3}
-LOCKS=(requirements/lock.txt requirements/build-lock.txt)
+LOCKS=(requirements/lock.txt requirements/build-lock.txt requirements/nodeps.txt)
 
 log() { printf '[build_image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -130,13 +130,22 @@ def sha256(path: str) -> str:
 
 
 pins = [pin for lock in locks for pin in parse(lock)]
-files = sorted(f for f in os.listdir(wheels_dir) if f.endswith(".whl"))
+files = sorted(f for f in os.listdir(wheels_dir) if f.endswith((".whl", ".tar.gz")))
+
+
+def usable(f: str, name: str, version: str) -> bool:
+    """A wheel the image can install, or the sdist of a package published only as one."""
+    if f.endswith(".tar.gz"):
+        return norm(f[: -len(f"-{version}.tar.gz")]) == name and f.endswith(f"-{version}.tar.gz")
+    parts = f.split("-")
+    return norm(parts[0]) == name and parts[1] == version and compatible(f)
+
+
 keep, missing = set(), []
 for name, version, hashes, requirement in pins:
     found = None
     for f in files:
-        parts = f.split("-")
-        if norm(parts[0]) == name and parts[1] == version and compatible(f):
+        if usable(f, name, version):
             if sha256(os.path.join(wheels_dir, f)) in hashes:
                 found = f
                 break
@@ -156,23 +165,30 @@ if not missing:
     sys.exit(0)
 
 print(f"[build_image] wheels: downloading {len(missing)} of {len(pins)}", file=sys.stderr)
+# requirements/nodeps.txt may pin a package published only as an sdist (the image builds its
+# wheel offline, stage `project`): its files are fetched as PyPI has them, wheels preferred; the
+# other locks' strictly as wheels for the image's platform.
+source_ok = {r for lock in locks if lock.endswith("nodeps.txt") for _, _, _, r in parse(lock)}
 platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)]
 platforms += ["manylinux2014_x86_64", "manylinux_2_12_x86_64", "manylinux2010_x86_64",
               "manylinux_2_5_x86_64", "manylinux1_x86_64"]
-with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
-    req.write("\n".join(missing) + "\n")
-cmd = [sys.executable, "-m", "pip", "download", "-qq", "--no-deps", "--require-hashes",
-       "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-       "--abi", "cp311", "--dest", wheels_dir, "-r", req.name]
-for p in platforms:
-    cmd += ["--platform", p]
+binary = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+          "--abi", "cp311"] + [arg for p in platforms for arg in ("--platform", p)]
 env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-try:
-    rc = subprocess.call(cmd, env=env)
-finally:
-    os.unlink(req.name)
-if rc:
-    sys.exit(f"[build_image] error: pip download failed (exit {rc}); is PyPI reachable?")
+for group, flags in (([r for r in missing if r not in source_ok], binary),
+                     ([r for r in missing if r in source_ok], ["--prefer-binary"])):
+    if not group:
+        continue
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as req:
+        req.write("\n".join(group) + "\n")
+    cmd = [sys.executable, "-m", "pip", "download", "-qq", "--no-deps", "--require-hashes",
+           *flags, "--dest", wheels_dir, "-r", req.name]
+    try:
+        rc = subprocess.call(cmd, env=env)
+    finally:
+        os.unlink(req.name)
+    if rc:
+        sys.exit(f"[build_image] error: pip download failed (exit {rc}); is PyPI reachable?")
 PY
 
 # --- 2. Base image -------------------------------------------------------------------------

@@ -39,6 +39,13 @@ if ! python3 -c "import serving, pytest, moto, boto3, docker" 2>/dev/null \
   python3 -m pip install -q -e '.[dev]'
   mkdir -p .work && touch .work/.installed
 fi
+# sagemaker-inference without its dependencies (boto3 & co.), as in the image.
+if ! python3 -c "import sagemaker_inference.encoder, six" 2>/dev/null \
+   || [[ requirements/nodeps.txt -nt .work/.installed-nodeps ]]; then
+  log "installing requirements/nodeps.txt without dependencies"
+  python3 -m pip install -q --no-deps --require-hashes -r requirements/nodeps.txt
+  mkdir -p .work && touch .work/.installed-nodeps
+fi
 
 # NLTK's data where NLTK looks by default (no NLTK_DATA needed), from the same recipe as the
 # image: Debian's WordNet 3.0 and the stop-word list in requirements/nltk.

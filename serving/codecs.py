@@ -26,96 +26,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import orjson
 
-from serving import jsondoc
+from serving.body import check_count, check_json_lines, load_json, split_lines, type_name, utf8_text
 from serving.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, TEXT_CSV, TEXT_PLAIN, MediaType
 
-TEXT_INPUT_TYPES = (TEXT_PLAIN, TEXT_CSV, JSON, JSONLINES)
-CLASSIFY_OUTPUT_TYPES = (JSON, JSONLINES, TEXT_CSV)
 PROBABILITY_DECIMALS = 6
-# The csv module's per-field limit (128 KiB) is process-wide; documents are limited by
-# max_doc_chars instead, so lift it once, here, for requests and training data (serving.data)
-# alike (2**31 - 1 fits a C long everywhere).
-csv.field_size_limit(2**31 - 1)
-
-
-# --- shared helpers ----------------------------------------------------------------------------
-
-
-def utf8_text(body: bytes) -> str:
-    """Strict UTF-8 decoding (a leading BOM is dropped); BadRequest naming the bad byte offset."""
-    if not body:
-        raise BadRequest("the request body is empty")
-    try:
-        text = bytes(body).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"the body is not valid UTF-8 (bad byte at offset {exc.start})") from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def load_json(data: bytes | str, where: str = "the body") -> Any:
-    """Parse with the shared depth guard; BadRequest giving the position, never the text."""
-    try:
-        return jsondoc.loads(data, where)
-    except jsondoc.JSONError as exc:
-        raise (PayloadTooLarge if exc.too_large else BadRequest)(exc.message) from None
-
-
-def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
-    """(line number, line) pairs; one final newline does not start a new line.
-
-    Lines are split on ``\\n`` only and lose one trailing ``\\r``.  Blank lines are skipped unless
-    ``keep_blank``.
-    """
-    lines = text.split("\n")
-    if len(lines) > 1 and lines[-1] == "":
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if keep_blank or line.strip():
-            yield number, line
-
-
-def check_json_lines(text: str) -> None:
-    """The container budget over a whole JSON Lines body (each line is parsed on its own)."""
-    try:
-        jsondoc.check_containers(text, "the body")
-    except jsondoc.JSONError as exc:
-        raise PayloadTooLarge(exc.message) from None
-
-
-def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) per non-blank line."""
-    check_json_lines(text)
-    for number, line in split_lines(text, keep_blank=False):
-        yield number, load_json(line, f"line {number}")
-
-
-def type_name(value: object) -> str:
-    """JSON's name for a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def check_count(count: int, max_records: int) -> None:
-    if count > max_records:
-        raise PayloadTooLarge(f"the request has {count} records; the limit is {max_records}")
 
 
 # --- text input --------------------------------------------------------------------------------
@@ -134,29 +54,6 @@ def _text_of(item: object, what: str) -> str:
     raise BadRequest(
         f'{what}: expected a string or a {{"text": ...}} object, not {type_name(item)}'
     )
-
-
-def _json_texts(text: str, max_records: int) -> list[str]:
-    doc = load_json(text)
-    if isinstance(doc, dict) and "instances" in doc:
-        if "text" in doc:
-            raise BadRequest('the JSON object has both "instances" and "text"')
-        items = doc["instances"]
-        if not isinstance(items, list):
-            raise BadRequest(f'"instances" must be an array, not {type_name(items)}')
-    elif isinstance(doc, list):
-        items = doc
-    elif isinstance(doc, str) or (isinstance(doc, dict) and "text" in doc):
-        items = [doc]
-    else:
-        raise BadRequest(
-            'expected {"instances": [...]}, a string, a {"text": ...} object or an array, '
-            f"not {type_name(doc)}"
-        )
-    if not items:
-        raise BadRequest("the request holds no instances")
-    check_count(len(items), max_records)
-    return [_text_of(item, f"instance {i}") for i, item in enumerate(items, start=1)]
 
 
 TEXT_COLUMN = "text"
@@ -181,7 +78,8 @@ def _text_column(header: list[str]) -> int:
     return names.index(TEXT_COLUMN)
 
 
-def _csv_texts(text: str, keep_blank: bool, max_records: int, header: bool = False) -> list[str]:
+def _csv_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    header = csv_has_header(media)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     docs: list[str] = []
     column = 0 if not header else None
@@ -203,6 +101,60 @@ def _csv_texts(text: str, keep_blank: bool, max_records: int, header: bool = Fal
     return docs
 
 
+def _json_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    doc = load_json(text)
+    if isinstance(doc, dict) and "instances" in doc:
+        if "text" in doc:
+            raise BadRequest('the JSON object has both "instances" and "text"')
+        items = doc["instances"]
+        if not isinstance(items, list):
+            raise BadRequest(f'"instances" must be an array, not {type_name(items)}')
+    elif isinstance(doc, list):
+        items = doc
+    elif isinstance(doc, str) or (isinstance(doc, dict) and "text" in doc):
+        items = [doc]
+    else:
+        raise BadRequest(
+            'expected {"instances": [...]}, a string, a {"text": ...} object or an array, '
+            f"not {type_name(doc)}"
+        )
+    if not items:
+        raise BadRequest("the request holds no instances")
+    check_count(len(items), max_records)
+    return [_text_of(item, f"instance {i}") for i, item in enumerate(items, start=1)]
+
+
+def _plain_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    if keep_blank:  # lines are records
+        check_count(text.count("\n") + 1 - text.endswith("\n"), max_records)
+        return [line for _, line in split_lines(text, keep_blank=True)]
+    if not text.strip():
+        raise BadRequest("the document is empty")
+    return [text]
+
+
+def _jsonlines_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    check_json_lines(text)
+    docs = []
+    for number, line in split_lines(text, keep_blank=keep_blank):
+        value = load_json(line, f"line {number}") if line.strip() else ""
+        docs.append(_text_of(value, f"line {number}"))
+        check_count(len(docs), max_records)
+    return docs
+
+
+# One decoder per request content type (as sagemaker-inference's decoder._decoder_map): the text,
+# its media type (for parameters), the record limit, and whether blank lines are kept as records.
+TextDecoder = Callable[[str, MediaType, int, bool], list[str]]
+TEXT_DECODERS: dict[str, TextDecoder] = {
+    TEXT_PLAIN: _plain_texts,
+    TEXT_CSV: _csv_texts,
+    JSON: _json_texts,
+    JSONLINES: _jsonlines_texts,
+}
+TEXT_INPUT_TYPES = tuple(TEXT_DECODERS)
+
+
 def decode_texts(
     body: bytes,
     media: MediaType,
@@ -216,30 +168,12 @@ def decode_texts(
     Raises UnsupportedMediaType for other types, BadRequest for an empty, non-UTF-8 or malformed
     body, PayloadTooLarge for more than ``max_records`` records or a longer document.
     """
-    if media.type not in TEXT_INPUT_TYPES:
+    decoder = TEXT_DECODERS.get(media.type)
+    if decoder is None:
         raise UnsupportedMediaType(
             f"{media.type} is not a text input type; send one of {', '.join(TEXT_INPUT_TYPES)}"
         )
-    text = utf8_text(body)
-    if media.type == TEXT_PLAIN:
-        if lines_are_records:
-            check_count(text.count("\n") + 1 - text.endswith("\n"), max_records)
-            docs = [line for _, line in split_lines(text, keep_blank=True)]
-        else:
-            if not text.strip():
-                raise BadRequest("the document is empty")
-            docs = [text]
-    elif media.type == TEXT_CSV:
-        docs = _csv_texts(text, lines_are_records, max_records, csv_has_header(media))
-    elif media.type == JSON:
-        docs = _json_texts(text, max_records)
-    else:
-        check_json_lines(text)
-        docs = []
-        for number, line in split_lines(text, keep_blank=lines_are_records):
-            value = load_json(line, f"line {number}") if line.strip() else ""
-            docs.append(_text_of(value, f"line {number}"))
-            check_count(len(docs), max_records)
+    docs = decoder(utf8_text(body), media, max_records, lines_are_records)
     if not docs:
         raise BadRequest("the request holds no documents")
     for i, doc in enumerate(docs, start=1):
@@ -251,6 +185,56 @@ def decode_texts(
 
 
 # --- classifier output -------------------------------------------------------------------------
+
+
+Rows = list[list]
+Explanations = Sequence[dict] | None  # serving.explain, one per document
+
+
+def _classify_csv(label_rows: Rows, prob_rows: Rows, explanations: Explanations) -> bytes:
+    if explanations is not None:
+        raise NotAcceptable("text/csv cannot carry explanations; accept application/json")
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(
+        (labels[0], probs[0]) for labels, probs in zip(label_rows, prob_rows, strict=True)
+    )
+    return out.getvalue().encode("utf-8")
+
+
+def _predictions(label_rows: Rows, prob_rows: Rows, explanations: Explanations) -> list[dict]:
+    predictions = [
+        {
+            "label": labels[0],
+            "probability": probs[0],
+            "top_k": [
+                {"label": name, "probability": p} for name, p in zip(labels, probs, strict=True)
+            ],
+        }
+        for labels, probs in zip(label_rows, prob_rows, strict=True)
+    ]
+    if explanations is not None:
+        for prediction, explanation in zip(predictions, explanations, strict=True):
+            prediction["explanation"] = explanation
+    return predictions
+
+
+def _classify_json(label_rows: Rows, prob_rows: Rows, explanations: Explanations) -> bytes:
+    return orjson.dumps({"predictions": _predictions(label_rows, prob_rows, explanations)})
+
+
+def _classify_jsonlines(label_rows: Rows, prob_rows: Rows, explanations: Explanations) -> bytes:
+    predictions = _predictions(label_rows, prob_rows, explanations)
+    return b"".join(orjson.dumps(p) + b"\n" for p in predictions)
+
+
+# One encoder per response content type (as sagemaker-inference's encoder._encoder_map), in the
+# order content negotiation breaks ties in.
+CLASSIFY_ENCODERS: dict[str, Callable[[Rows, Rows, Explanations], bytes]] = {
+    JSON: _classify_json,
+    JSONLINES: _classify_jsonlines,
+    TEXT_CSV: _classify_csv,
+}
+CLASSIFY_OUTPUT_TYPES = tuple(CLASSIFY_ENCODERS)
 
 
 def encode_classify(
@@ -265,7 +249,8 @@ def encode_classify(
     ``explanations`` (serving.explain, one per document) become each prediction's
     ``"explanation"``; CSV cannot carry them (NotAcceptable).
     """
-    if media.type not in CLASSIFY_OUTPUT_TYPES:
+    encoder = CLASSIFY_ENCODERS.get(media.type)
+    if encoder is None:
         raise NotAcceptable(
             f"{media.type} is not a classifier output type; "
             f"accept one of {', '.join(CLASSIFY_OUTPUT_TYPES)}"
@@ -277,27 +262,4 @@ def encode_classify(
     names = np.asarray(list(class_names), dtype=object)
     label_rows = names[idx].tolist()  # IndexError for an index outside class_names
     prob_rows = np.round(prob, PROBABILITY_DECIMALS).tolist()
-    if media.type == TEXT_CSV:
-        if explanations is not None:
-            raise NotAcceptable("text/csv cannot carry explanations; accept application/json")
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows(
-            (labels[0], probs[0]) for labels, probs in zip(label_rows, prob_rows, strict=True)
-        )
-        return out.getvalue().encode("utf-8")
-    predictions = [
-        {
-            "label": labels[0],
-            "probability": probs[0],
-            "top_k": [
-                {"label": name, "probability": p} for name, p in zip(labels, probs, strict=True)
-            ],
-        }
-        for labels, probs in zip(label_rows, prob_rows, strict=True)
-    ]
-    if explanations is not None:
-        for prediction, explanation in zip(predictions, explanations, strict=True):
-            prediction["explanation"] = explanation
-    if media.type == JSON:
-        return orjson.dumps({"predictions": predictions})
-    return b"".join(orjson.dumps(p) + b"\n" for p in predictions)
+    return encoder(label_rows, prob_rows, explanations)

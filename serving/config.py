@@ -11,17 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from sagemaker_inference import parameters
+
 STAGES = ("classify", "ntm-features", "topics-to-knn", "recommend")
 
-# Environment variable names (SageMaker's own first, then this project's).
-ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
-ENV_SAFE_PORT_RANGE = "SAGEMAKER_SAFE_PORT_RANGE"
-ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+# Environment variable names (SageMaker's own first, then this project's). SageMaker's names come
+# from AWS's inference toolkit (sagemaker_inference.parameters, what its environment.Environment
+# reads); its Environment object itself is not used: it reads os.environ only (no mapping to
+# test with), raises a bare ValueError on a non-number, checks no range, and turns an unset
+# SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT into application/json where each stage has its own default.
+ENV_PORT = parameters.BIND_TO_PORT_ENV  # SAGEMAKER_BIND_TO_PORT
+ENV_SAFE_PORT_RANGE = parameters.SAFE_PORT_RANGE_ENV  # SAGEMAKER_SAFE_PORT_RANGE
+ENV_WORKERS = parameters.MODEL_SERVER_WORKERS_ENV  # SAGEMAKER_MODEL_SERVER_WORKERS
 ENV_WORKERS_LEGACY = "MODEL_SERVER_WORKERS"
-ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+ENV_TIMEOUT = parameters.MODEL_SERVER_TIMEOUT_ENV  # SAGEMAKER_MODEL_SERVER_TIMEOUT
 ENV_TIMEOUT_LEGACY = "MODEL_SERVER_TIMEOUT"
-ENV_DEFAULT_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-ENV_MAX_PAYLOAD_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+ENV_DEFAULT_ACCEPT = parameters.DEFAULT_INVOCATIONS_ACCEPT_ENV  # ..._DEFAULT_INVOCATIONS_ACCEPT
+ENV_MAX_PAYLOAD_MB = parameters.MAX_REQUEST_SIZE  # SAGEMAKER_MAX_PAYLOAD_IN_MB
 ENV_BATCH = "SAGEMAKER_BATCH"
 ENV_STAGE = "SERVING_STAGE"
 ENV_MODEL_DIR = "SM_MODEL_DIR"

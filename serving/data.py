@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from serving import jsondoc
-from serving.codecs import type_name
+from serving.body import type_name
 from serving.text import subject_of
 
 FETCH_SPEC = "sklearn:20newsgroups"
 TABLE_SUFFIXES = (".csv", ".jsonl", ".jsonlines", ".ndjson")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-# (csv.field_size_limit is lifted once, in serving.codecs, which this module imports.)
+# (csv.field_size_limit is lifted once, in serving.body, which this module imports.)
 
 
 class DataError(ValueError):

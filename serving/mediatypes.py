@@ -7,12 +7,12 @@ constants below.  Parameter names are lowercased; parameter values keep their ca
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from serving.errors import NotAcceptable, UnsupportedMediaType
+from serving.header_syntax import TCHAR, Scanner, first_wins, media_range
 
 TEXT_PLAIN = "text/plain"
 TEXT_CSV = "text/csv"
@@ -30,7 +30,6 @@ ALIASES: Mapping[str, str] = MappingProxyType(
 PRIVATE_PARAMS = frozenset({"sparse", "verbose"})
 ACCEPTED_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 
-_TCHAR = frozenset("!#$%&'*+-.^_`|~" + string.digits + string.ascii_letters)
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -76,112 +75,21 @@ def content_type_for(media: MediaType) -> str:
 
 
 def _quote(value: str) -> str:
-    if value and all(c in _TCHAR for c in value):
+    if value and all(c in TCHAR for c in value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _Scanner:
-    """A cursor over one header value; every ``expect_*`` raises ValueError on bad syntax."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> None:
-        while self.peek() in (" ", "\t") and not self.at_end():
-            self.pos += 1
-
-    def token(self) -> str:
-        start = self.pos
-        while not self.at_end() and self.text[self.pos] in _TCHAR:
-            self.pos += 1
-        if self.pos == start:
-            raise ValueError(f"expected a token at position {start}")
-        return self.text[start : self.pos]
-
-    def quoted(self) -> str:
-        self.pos += 1  # opening quote
-        out: list[str] = []
-        while not self.at_end():
-            c = self.text[self.pos]
-            self.pos += 1
-            if c == '"':
-                return "".join(out)
-            if c == "\\":
-                if self.at_end():
-                    break
-                c = self.text[self.pos]
-                self.pos += 1
-            if c in "\r\n\x00":
-                raise ValueError("control character in quoted string")
-            out.append(c)
-        raise ValueError("unterminated quoted string")
-
-    def expect(self, char: str) -> None:
-        if self.peek() != char:
-            raise ValueError(f"expected {char!r} at position {self.pos}")
-        self.pos += 1
-
-    def skip_element(self) -> None:
-        """Skip to the next top-level comma (for recovering from a bad Accept element)."""
-        while not self.at_end() and self.peek() != ",":
-            if self.peek() == '"':
-                try:
-                    self.quoted()
-                except ValueError:
-                    self.pos = len(self.text)
-            else:
-                self.pos += 1
-
-
-def _media_range(sc: _Scanner) -> tuple[str, list[tuple[str, str]]]:
-    """Parse ``type/subtype *(OWS ";" OWS name=value)`` and stop before a comma or the end."""
-    sc.skip_ws()
-    main = sc.token()
-    sc.expect("/")
-    sub = sc.token()
-    params: list[tuple[str, str]] = []
-    while True:
-        sc.skip_ws()
-        if sc.peek() != ";":
-            break
-        sc.pos += 1
-        sc.skip_ws()
-        if sc.at_end() or sc.peek() in ",;":
-            continue  # tolerate empty parameters ("text/csv;", "a/b;;c=d")
-        name = sc.token().lower()
-        sc.skip_ws()
-        sc.expect("=")
-        sc.skip_ws()
-        value = sc.quoted() if sc.peek() == '"' else sc.token()
-        params.append((name, value))
-    return f"{main}/{sub}", params
-
-
-def _first_wins(params: list[tuple[str, str]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in params:
-        out.setdefault(k, v)
-    return out
-
-
 def parse_media_type(value: str) -> MediaType:
     """Parse one concrete media type (no wildcards, nothing after it); ValueError if invalid."""
-    sc = _Scanner(value)
-    essence, params = _media_range(sc)
+    sc = Scanner(value)
+    essence, params = media_range(sc)
     sc.skip_ws()
     if not sc.at_end():
         raise ValueError(f"unexpected {sc.peek()!r} at position {sc.pos}")
     if "*" in essence:
         raise ValueError("a wildcard is not a concrete media type")
-    return MediaType(canonical(essence), _first_wins(params))
+    return MediaType(canonical(essence), first_wins(params))
 
 
 def parse_content_type(value: str | None) -> MediaType:
@@ -211,7 +119,7 @@ def parse_accept(value: str | None) -> list[MediaType]:
     """Parse an Accept header into its media ranges (with q); malformed elements are skipped."""
     if not value:
         return []
-    sc = _Scanner(value)
+    sc = Scanner(value)
     ranges: list[MediaType] = []
     while True:
         sc.skip_ws()
@@ -222,7 +130,7 @@ def parse_accept(value: str | None) -> list[MediaType]:
             continue
         start = sc.pos
         try:
-            essence, raw = _media_range(sc)
+            essence, raw = media_range(sc)
             sc.skip_ws()
             if not sc.at_end() and sc.peek() != ",":
                 raise ValueError("junk after media range")
@@ -236,7 +144,7 @@ def parse_accept(value: str | None) -> list[MediaType]:
                     q = _qvalue(v)
                     break  # what follows q are accept-extensions: ignored
                 params.append((k, v))
-            ranges.append(MediaType(canonical(essence), _first_wins(params), q))
+            ranges.append(MediaType(canonical(essence), first_wins(params), q))
         except ValueError:
             sc.pos = start
             sc.skip_element()

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, explain, formats, neighbours, vectors
+from serving import codecs, explain, formats, neighbours, npy, vectors
 from serving.artifact import Model
 from serving.config import Settings
-from serving.errors import PayloadTooLarge, UnprocessableEntity
-from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
+from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
+from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, TEXT_PLAIN, MediaType
 from serving.options import Options
 
 TEXT_INPUTS = codecs.TEXT_INPUT_TYPES
@@ -42,6 +42,14 @@ class Stage:
     @staticmethod
     def count(records: Any) -> int:
         return records.shape[0] if hasattr(records, "shape") else len(records)
+
+
+def _npy_out(settings: Settings) -> tuple[str, ...]:
+    """application/x-npy as an answer type, last (it wins no Accept tie it did not win before).
+
+    Not in batch mode: a batch answer is framed one line per record and one ``.npy`` array per
+    request cannot be split into lines (SageMaker's AssembleWith=Line)."""
+    return () if settings.batch else (npy.NPY,)
 
 
 def _texts(settings: Settings) -> Callable[[bytes, MediaType], list[str]]:
@@ -78,7 +86,7 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
         return codecs.encode_classify(classes, result[0], result[1], media, *result[2:])
 
     return Stage("classify", TEXT_INPUTS, codecs.CLASSIFY_OUTPUT_TYPES, JSON,
-                 _texts(settings), run, encode, (WARMUP_TEXT.encode(), "text/plain", JSON))
+                 _texts(settings), run, encode, (WARMUP_TEXT.encode(), TEXT_PLAIN, JSON))
 
 
 def ntm_features_stage(model: Model, settings: Settings) -> Stage:
@@ -96,17 +104,24 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
         return X
 
     def encode(X: Any, media: MediaType) -> bytes:
+        if media.type == npy.NPY:  # dense float32 counts, the SageMaker SDK's NumpyDeserializer
+            vectors.check_output_size(4 * X.shape[0] * X.shape[1], settings.max_response_bytes,
+                                      f"dense rows of {X.shape[1]} words are mostly zeros: "
+                                      f"accept {RECORDIO}, or send fewer records per request")
+            return npy.encode(X.toarray().astype(np.float32))
         return formats.encode_ntm_input(X, media, settings.max_response_bytes)
 
-    return Stage("ntm-features", TEXT_INPUTS, (JSON, JSONLINES, TEXT_CSV, RECORDIO), JSON,
+    return Stage("ntm-features", TEXT_INPUTS, formats.NTM_INPUT_TYPES + _npy_out(settings), JSON,
                  _texts(settings), run, encode,
-                 (WARMUP_TEXT.encode(), "text/plain", RECORDIO))
+                 (WARMUP_TEXT.encode(), TEXT_PLAIN, RECORDIO))
 
 
 def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
     n_topics = settings.num_topics or model.num_topics
 
     def decode(body: bytes, media: MediaType) -> np.ndarray:
+        if media.type == npy.NPY:  # the SageMaker SDK's NumpySerializer
+            return npy.decode_rows(body, n_topics, settings.max_values, settings.max_records)
         topics = formats.decode_ntm_output(body, media, n_topics, settings.max_values,
                                            settings.max_records)
         if topics.shape[0] > settings.max_records:
@@ -124,13 +139,26 @@ def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
         return unit
 
     def encode(topics: np.ndarray, media: MediaType) -> bytes:
+        if media.type == npy.NPY:
+            vectors.check_output_size(4 * topics.size, settings.max_response_bytes,
+                                      "send fewer records per request")
+            return npy.encode(topics.astype(np.float32))
         return formats.encode_knn_input(topics, media, settings.max_response_bytes)
 
     k = n_topics or 20
     warm = orjson.dumps({"predictions": [{"topic_weights": [1.0 / k] * k}]})
-    return Stage("topics-to-knn", (JSON, JSONLINES, RECORDIO), (TEXT_CSV, JSON, JSONLINES,
-                 RECORDIO), TEXT_CSV, decode, run, encode,
+    return Stage("topics-to-knn", (*formats.NTM_OUTPUT_TYPES, npy.NPY),
+                 formats.KNN_INPUT_TYPES + _npy_out(settings), TEXT_CSV, decode, run, encode,
                  (warm, JSON, TEXT_CSV))
+
+
+# Recommendations per query, by response content type (negotiation offers only these keys).
+RECOMMEND_ENCODERS: dict[str, Callable[[list[list[dict]]], bytes]] = {
+    JSON: lambda results: orjson.dumps(
+        {"predictions": [{"recommendations": r} for r in results]}),
+    JSONLINES: lambda results: b"".join(
+        orjson.dumps({"recommendations": r}) + b"\n" for r in results),
+}
 
 
 def recommend_stage(model: Model, settings: Settings) -> Stage:
@@ -180,14 +208,12 @@ def recommend_stage(model: Model, settings: Settings) -> Stage:
         return results
 
     def encode(results: list[list[dict]], media: MediaType) -> bytes:
-        if media.type == JSONLINES:
-            return b"".join(orjson.dumps({"recommendations": r}) + b"\n" for r in results)
-        return orjson.dumps({"predictions": [{"recommendations": r} for r in results]})
+        return RECOMMEND_ENCODERS[media.type](results)
 
     n = min(len(catalog), 3)
     warm = orjson.dumps({"predictions": [{"predicted_label": 0.0, "labels": list(range(n)),
                                           "distances": [0.1 * (i + 1) for i in range(n)]}]})
-    return Stage("recommend", (JSON, JSONLINES, RECORDIO), (JSON, JSONLINES), JSON, decode,
+    return Stage("recommend", formats.KNN_OUTPUT_TYPES, tuple(RECOMMEND_ENCODERS), JSON, decode,
                  run, encode, (warm, JSON, JSON))
 
 

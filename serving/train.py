@@ -33,9 +33,9 @@ from serving import artifact, data, evaluate, jsondoc, shards
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
 from serving.cli import Parser
-from serving.errors import ModelLoadError
 from serving.featurizer import NtmFeaturizer
 from serving.hyperparameters import HyperparameterError, Hyperparameters, parse
+from serving.model_dir import check_model_dir, empty_dir
 from serving.transformers import TextCleaner
 from serving.vectorize import from_sklearn
 
@@ -171,7 +171,7 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     n_documents = X_ntm.shape[0]
     X_ntm, catalog, keep = drop_empty(X_ntm, catalog)
 
-    _empty_dir(model_dir)  # not rmtree: on SageMaker /opt/ml/model is a mount point
+    empty_dir(model_dir)  # not rmtree: on SageMaker /opt/ml/model is a mount point
     classifier.save(model_dir / "classifier")
     featurizer.save(model_dir / "ntm")
     catalog.save(model_dir / "catalog.jsonl")
@@ -199,49 +199,6 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
     log.info("accuracy %.4f, macro-F1 %.4f on %d test documents; %.1f s",
              summary["accuracy"], summary["macro_f1"], len(test), seconds)
     return {"metrics": summary, "seconds": seconds, "ntm": ntm_info}
-
-
-class ModelDirError(ValueError):
-    """A --model-dir that holds something other than a previous model of ours."""
-
-
-def check_model_dir(directory: Path) -> None:
-    """Refuse a model directory that training would have to destroy someone else's files in.
-
-    It may be missing, empty (SageMaker's ``/opt/ml/model``), or hold a previous model of ours:
-    a readable manifest and nothing but the entries a model has.
-    """
-    if not directory.exists() and not directory.is_symlink():
-        return
-    if not directory.is_dir():
-        raise ModelDirError(f"model directory {directory} exists and is not a directory")
-    entries = sorted(p.name for p in directory.iterdir())
-    if not entries:
-        return
-    foreign = [name for name in entries if name not in artifact.MODEL_ENTRIES]
-    try:
-        artifact.read_manifest(directory)
-        ours = True
-    except ModelLoadError:
-        ours = False
-    if foreign or not ours:
-        shown = ", ".join(repr(n) for n in (foreign or entries)[:5])
-        raise ModelDirError(
-            f"model directory {directory} is not empty and does not hold a previous "
-            f"sm-text-pipeline model (it has {shown}{', ...' if len(foreign) > 5 else ''}); "
-            "training would delete its contents, so it refuses: give an empty or new directory"
-        )
-
-
-def _empty_dir(directory: Path) -> None:
-    """Empty a directory :func:`check_model_dir` accepted (keep it: it may be a mount point)."""
-    check_model_dir(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for child in directory.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
 
 
 def _subset(corpus: data.Corpus, idx: np.ndarray) -> data.Corpus:

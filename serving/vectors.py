@@ -6,6 +6,7 @@ text (dense or sparse rows) and JSON instances (``{"features": [...]}``, ``{"dat
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,9 @@ import orjson
 import scipy.sparse as sp
 
 from serving import recordio
-from serving.codecs import iter_json_lines, load_json, split_lines, type_name, utf8_text
+from serving.body import iter_json_lines, load_json, split_lines, type_name, utf8_text
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
-from serving.mediatypes import JSON, RECORDIO, TEXT_CSV, MediaType
+from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
 
 NTM_OUTPUT_HINT = (
     " - this looks like NTM's output (topic_weights), not a request; k-NN cannot read it, "
@@ -190,23 +191,39 @@ def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
     return recordio.csr_from_rows(rows, n_features, np.float32)
 
 
-def decode_features(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
-    if not body:
-        raise BadRequest("the request body is empty")
-    if media.type == RECORDIO:
-        try:
-            M = recordio.decode_matrix(body, n_cols=n_features)
-        except UnprocessableEntity as exc:
-            hint = NTM_OUTPUT_HINT if "topic_weights" in exc.message else ""
-            raise UnprocessableEntity(exc.message + hint) from None
-        if M.shape[0] == 0:
-            raise BadRequest("the request holds no records")
-        if sp.issparse(M):
-            M.data = as_float32(M.data, "the RecordIO request")
-            return M.astype(np.float32, copy=False)
-        return as_float32(M, "the RecordIO request")
-    if media.type == TEXT_CSV:
-        return csv_matrix(utf8_text(body), n_features)
-    return json_rows(body, media, n_features)
+def _recordio_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
+    try:
+        M = recordio.decode_matrix(body, n_cols=n_features)
+    except UnprocessableEntity as exc:
+        hint = NTM_OUTPUT_HINT if "topic_weights" in exc.message else ""
+        raise UnprocessableEntity(exc.message + hint) from None
+    if M.shape[0] == 0:
+        raise BadRequest("the request holds no records")
+    if sp.issparse(M):
+        M.data = as_float32(M.data, "the RecordIO request")
+        return M.astype(np.float32, copy=False)
+    return as_float32(M, "the RecordIO request")
 
 
+def _csv_rows(body: bytes, media: MediaType, n_features: int) -> np.ndarray:
+    return csv_matrix(utf8_text(body), n_features)
+
+
+def _nonempty(
+    decoder: Callable[[bytes, MediaType, int], sp.csr_matrix | np.ndarray],
+) -> Callable[[bytes, MediaType, int], sp.csr_matrix | np.ndarray]:
+    def decode(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
+        if not body:
+            raise BadRequest("the request body is empty")
+        return decoder(body, media, n_features)
+    return decode
+
+
+# Feature-vector request bodies (NTM's and k-NN's requests, contract §4-§5) by content type:
+# (body, media, width) -> a float32 matrix, CSR or dense.
+FEATURE_DECODERS: dict[str, Callable[[bytes, MediaType, int], sp.csr_matrix | np.ndarray]] = {
+    TEXT_CSV: _nonempty(_csv_rows),
+    JSON: _nonempty(json_rows),
+    JSONLINES: _nonempty(json_rows),
+    RECORDIO: _nonempty(_recordio_rows),
+}

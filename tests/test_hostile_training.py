@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import data, train
+from serving import data, model_dir, train
 from serving.artifact import MANIFEST
 from serving.hyperparameters import HyperparameterError, parse
 from tests.conftest import REPO, TINY_HP, write_tiny_csv
@@ -66,24 +66,24 @@ def test_train_refuses_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "does not hold a previous sm-text-pipeline model" in result.stderr
     assert (target / "src" / "keep.py").read_text() == "precious"
-    with pytest.raises(train.ModelDirError):  # a manifest does not make foreign files ours
+    with pytest.raises(model_dir.ModelDirError):  # a manifest does not make foreign files ours
         (target / MANIFEST).write_text(json.dumps({"schema_version": 1, "files": {}}))
-        train.check_model_dir(target)
+        model_dir.check_model_dir(target)
     file_target = tmp_path / "a-file"
     file_target.write_text("x")
-    with pytest.raises(train.ModelDirError, match="not a directory"):
-        train.check_model_dir(file_target)
+    with pytest.raises(model_dir.ModelDirError, match="not a directory"):
+        model_dir.check_model_dir(file_target)
 
 
 def test_train_replaces_a_previous_model(tmp_path: Path, tiny_trained) -> None:
     model = _copy(tiny_trained[0], tmp_path / "model")
-    train.check_model_dir(model)  # ours: may be replaced
-    train.check_model_dir(tmp_path / "new")  # missing: fine
+    model_dir.check_model_dir(model)  # ours: may be replaced
+    model_dir.check_model_dir(tmp_path / "new")  # missing: fine
     (tmp_path / "empty").mkdir()
-    train.check_model_dir(tmp_path / "empty")
+    model_dir.check_model_dir(tmp_path / "empty")
     (model / "notes.txt").write_text("mine")
-    with pytest.raises(train.ModelDirError, match=r"notes\.txt"):
-        train.check_model_dir(model)
+    with pytest.raises(model_dir.ModelDirError, match=r"notes\.txt"):
+        model_dir.check_model_dir(model)
 
 
 # --- training data messages --------------------------------------------------------------------

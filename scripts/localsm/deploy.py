@@ -35,13 +35,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from scripts.aws_common import log
 from scripts.localsm.cleanup import LABEL, image_present, record_pull
+from scripts.localsm.deployment import Box, Deployment
 
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 ECR_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<rest>.+)$")
@@ -82,50 +82,6 @@ def local_image(uri: str, registry: str) -> str:
     if not match:
         raise DeployError(f"image {uri} is neither an ECR URI nor in the local registry {registry}")
     return f"{registry}/{match.group('rest')}"
-
-
-@dataclass
-class Box:
-    """One running container of a deployment."""
-
-    hostname: str
-    image: str
-    port: int
-    host_port: int = 0
-    name: str = ""
-    container_id: str = ""
-
-
-@dataclass
-class Deployment:
-    endpoint: str
-    config: str
-    variant: str
-    model: str
-    boxes: list[Box] = field(default_factory=list)
-    sandbox: str = ""
-    state: str = "Creating"
-    reason: str = ""
-    warnings: list[str] = field(default_factory=list)
-    ready: threading.Event = field(default_factory=threading.Event)
-    last_chain: list[dict[str, Any]] = field(default_factory=list)  # hops of the last request
-    capture: dict[str, Any] = field(default_factory=dict)  # DataCaptureConfig (localsm/capture.py)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "config": self.config,
-            "variant": self.variant,
-            "model": self.model,
-            "state": self.state,
-            "reason": self.reason,
-            "warnings": self.warnings,
-            "last_chain": self.last_chain,
-            "containers": [
-                {"hostname": b.hostname, "image": b.image, "name": b.name, "port": b.host_port}
-                for b in self.boxes
-            ],
-        }
 
 
 class Deployer:

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests import stack_checks  # noqa: E402  (re-exported for the AWS tests)
+
+docker_ok = stack_checks.docker_answers
 
 
 def outputs(text: str) -> dict[str, str]:
     """The KEY=value result lines a script printed."""
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
     return {k: v for k, v in pairs if k.isupper()}
-
-
-def docker_ok() -> bool:
-    if not shutil.which("docker"):
-        return False
-    probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-    return probe.returncode == 0
 
 
 def run_script(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_helpers import REPO, docker_ok, outputs
+from aws_helpers import REPO, outputs, stack_checks
 
 IMAGE = os.environ.get("SM_TEST_IMAGE", "sm-text-pipeline:latest")
 ROLE = "arn:aws:iam::123456789012:role/sm-text-transform-test"
@@ -28,14 +27,7 @@ PUSHED = "pushed-refs.txt"  # what start() tagged via ecr_push.py, untagged by s
 
 
 def missing_prerequisite() -> str | None:
-    if not (shutil.which("docker-registry") and shutil.which("htpasswd")):
-        return "Debian's docker-registry and htpasswd (apache2-utils) are not installed"
-    if not docker_ok():
-        return "no Docker daemon answers (bash scripts/start_dockerd.sh)"
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return f"image {IMAGE} is not built (bash scripts/build_image.sh)"
-    return None
+    return stack_checks.missing_prerequisite(IMAGE)
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
@@ -74,6 +76,12 @@ def test_each_stage_serves(serve: Callable[..., Any], model_dir: Any) -> None:
     r = ntm.post(DOC, "text/plain", "application/x-recordio-protobuf")
     assert r.status_code == 200, r.text
     assert r.content[:4] == bytes.fromhex("0a23d7ce")  # RecordIO magic, little-endian
+    # application/x-npy (the SageMaker SDK's NumpyDeserializer) through the image's
+    # sagemaker-inference encoder; numpy's own np.load is the reference reader.
+    r = ntm.post(DOC, "text/plain", "application/x-npy")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-npy", r.text
+    counts = np.load(io.BytesIO(r.content), allow_pickle=False)
+    assert counts.dtype == np.float32 and counts.shape[0] == 1 and counts.sum() > 0
 
     adapter = serve(env={"SERVING_STAGE": "topics-to-knn"})
     weights = [1.0 / num_topics] * num_topics
@@ -82,6 +90,12 @@ def test_each_stage_serves(serve: Callable[..., Any], model_dir: Any) -> None:
     assert r.status_code == 200, r.text
     row = r.text.strip().split(",")
     assert len(row) == num_topics
+    buffer = io.BytesIO()
+    np.save(buffer, np.full((2, num_topics), 2.0))  # the SDK's NumpySerializer
+    r = adapter.post(buffer.getvalue(), "application/x-npy", "application/x-npy")
+    assert r.status_code == 200, r.text
+    unit = np.load(io.BytesIO(r.content), allow_pickle=False)
+    np.testing.assert_allclose(unit, np.full((2, num_topics), num_topics ** -0.5), rtol=1e-6)
 
     recommend = serve(env={"SERVING_STAGE": "recommend"})
     body = json.dumps(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -34,36 +33,19 @@ DATA_TGZ = SHARED / "data" / "20news-bydate.tar.gz"
 NLTK_DATA = SHARED / "nltk_data"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from tests.stack_checks import missing_prerequisite as _missing  # noqa: E402
+
 IMAGE = os.environ.get("SM_TEST_IMAGE", "sm-text-pipeline:latest")
 ROLE_NAME = "sm-text-e2e"
+
+
+def missing_prerequisite() -> str | None:
+    return _missing(IMAGE, DATA_TGZ)
 
 
 def outputs(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
     return {k: v for k, v in pairs if k.isupper() and k.replace("_", "").isalnum()}
-
-
-def docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
-def missing_prerequisite() -> str | None:
-    if not DATA_TGZ.exists():
-        return f"the 20 Newsgroups archive is not at {DATA_TGZ}"
-    if not (shutil.which("docker-registry") and shutil.which("htpasswd")):
-        return "Debian's docker-registry and htpasswd (apache2-utils) are not installed"
-    if not docker_answers():
-        return "no Docker daemon answers (bash scripts/start_dockerd.sh)"
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return f"image {IMAGE} is not built (bash scripts/build_image.sh)"
-    return None
 
 
 @dataclass

@@ -5,6 +5,7 @@ with ``SAGEMAKER_BIND_TO_PORT``, ports published on 127.0.0.1 only (build them w
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,9 @@ from serving.mediatypes import parse_media_type
 from tests.conftest import docker_or_skip, remove_labelled
 
 pytestmark = pytest.mark.docker
-IMAGES = {role: f"sm-text-pipeline-{role}-standin:latest" for role in ("ntm", "knn")}
+# build_standins.sh's image names (its STANDIN_PREFIX, as tests/e2e/conftest.py reads it).
+STANDIN_PREFIX = os.environ.get("STANDIN_PREFIX", "sm-text-pipeline")
+IMAGES = {role: f"{STANDIN_PREFIX}-{role}-standin:latest" for role in ("ntm", "knn")}
 LABEL = "sm-text-pipeline.standin-test"
 RUN_ID = uuid.uuid4().hex[:12]
 

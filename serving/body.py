@@ -1,0 +1,90 @@
+"""Body primitives every wire format shares: strict UTF-8, guarded JSON, line splitting, record
+counts and JSON type names for messages.
+
+The text codecs (``codecs``), the NTM/k-NN formats (``formats``, ``vectors``) and the training
+data reader (``data``) build on these; none of them depends on another's codec module.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+from serving import jsondoc
+from serving.errors import BadRequest, PayloadTooLarge
+
+# The csv module's per-field limit (128 KiB) is process-wide; documents are limited by
+# max_doc_chars instead, so lift it once, here, for requests and training data (serving.data)
+# alike (2**31 - 1 fits a C long everywhere).
+csv.field_size_limit(2**31 - 1)
+
+
+def utf8_text(body: bytes) -> str:
+    """Strict UTF-8 decoding (a leading BOM is dropped); BadRequest naming the bad byte offset."""
+    if not body:
+        raise BadRequest("the request body is empty")
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid UTF-8 (bad byte at offset {exc.start})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def load_json(data: bytes | str, where: str = "the body") -> Any:
+    """Parse with the shared depth guard; BadRequest giving the position, never the text."""
+    try:
+        return jsondoc.loads(data, where)
+    except jsondoc.JSONError as exc:
+        raise (PayloadTooLarge if exc.too_large else BadRequest)(exc.message) from None
+
+
+def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
+    """(line number, line) pairs; one final newline does not start a new line.
+
+    Lines are split on ``\\n`` only and lose one trailing ``\\r``.  Blank lines are skipped unless
+    ``keep_blank``.
+    """
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if keep_blank or line.strip():
+            yield number, line
+
+
+def check_json_lines(text: str) -> None:
+    """The container budget over a whole JSON Lines body (each line is parsed on its own)."""
+    try:
+        jsondoc.check_containers(text, "the body")
+    except jsondoc.JSONError as exc:
+        raise PayloadTooLarge(exc.message) from None
+
+
+def iter_json_lines(text: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) per non-blank line."""
+    check_json_lines(text)
+    for number, line in split_lines(text, keep_blank=False):
+        yield number, load_json(line, f"line {number}")
+
+
+def type_name(value: object) -> str:
+    """JSON's name for a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def check_count(count: int, max_records: int) -> None:
+    if count > max_records:
+        raise PayloadTooLarge(f"the request has {count} records; the limit is {max_records}")
