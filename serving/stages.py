@@ -15,7 +15,7 @@ import orjson
 from serving import codecs, explain, formats, neighbours, npy, vectors
 from serving.artifact import Model
 from serving.config import Settings
-from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
+from serving.errors import PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, TEXT_PLAIN, MediaType
 from serving.options import Options
 
