@@ -230,9 +230,11 @@ class WordHashes:
             drop_marked_words(lowered, emails, urls)
             raw = bytes(lowered)
         buf = raw.translate(LETTERS)
+        starts, ids = self.word_ids(buf)
+        if len(prepared) == 1:
+            return self.features(ids, np.full(ids.size, first_row, dtype=np.int64))
         lengths = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
         doc_starts = np.zeros(len(prepared), dtype=np.int64)
         np.cumsum(lengths[:-1] + 1, out=doc_starts[1:])
-        starts, ids = self.word_ids(buf)
         docs = np.searchsorted(doc_starts, starts, side="right") - 1 + first_row
         return self.features(ids, docs)
