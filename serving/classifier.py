@@ -99,4 +99,4 @@ class TextClassifier:
             raise ValueError(f"{directory}: weight shapes do not match vocabulary and classes")
         if not log_prob.flags.c_contiguous or log_prob.dtype not in (np.float32, np.float64):
             raise ValueError(f"{directory}: log_prob.npy is not a C-ordered float array")
-        return cls(features, np.asarray(log_prob), prior, classes)
+        return cls(features, np.asarray(log_prob), np.asarray(prior), classes)

@@ -131,9 +131,12 @@ class TermIndex:
             return None
         lines = paths[0].read_bytes()
         lines.decode()  # UTF-8, or a ValueError now rather than at first use
-        unigram = np.load(paths[1], allow_pickle=False).astype(np.int64)
-        keys = np.load(paths[2], allow_pickle=False)
-        features = np.load(paths[3], allow_pickle=False).astype(np.int64)
+        # Memory-mapped as stored (int32 indices, int64 keys): nothing copied, pages shared
+        # through the page cache.
+        unigram, keys, features = (np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+                                   for path in paths[1:])
+        if not all(a.ndim == 1 and a.dtype.kind == "i" for a in (unigram, keys, features)):
+            raise ValueError(f"{directory}: the term index arrays are not integer vectors")
         if (unigram.shape != (lines.count(b"\n"),) or keys.shape != features.shape
                 or (lines and not lines.endswith(b"\n"))):
             raise ValueError(f"{directory}: the term index files do not agree")
