@@ -85,6 +85,10 @@ class TermIndex:
             return self._lookup_terms(tokens)
         ids = np.fromiter(map(self.words.get, tokens, repeat(-1)), dtype=np.int64,
                           count=len(tokens))
+        return self.lookup_ids(ids)
+
+    def lookup_ids(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`lookup` of the tokens' word ids (-1: not a word of the index)."""
         low, high = self.ngram_range
         parts = []
         if low == 1:

@@ -76,7 +76,7 @@ class TextFeatures:
         if self.hashes is not None:
             prepared = self.cleaner._prepared(text)
             if len(prepared) <= GROUP_BYTES:
-                return self.hashes.group([prepared], 0)[1]
+                return self.hashes.one(prepared)
             return self.hashes.long_document(prepared, 0)[1]
         return self.plain_indices(text)
 

@@ -189,6 +189,11 @@ class WordHashes:
             return empty, empty
         return np.concatenate(rows), np.concatenate(cols)
 
+    def one(self, prepared: str) -> np.ndarray:
+        """Feature indices (with repeats) of one prepared document of at most a group."""
+        _, ids = self.word_ids(prepared.encode("ascii", "replace").translate(LETTERS))
+        return self.index.lookup_ids(ids)
+
     def long_document(self, prepared: str, row: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`group` of one prepared document longer than a group, a slice of about
         ``GROUP_BYTES`` at a time cut at a space (memory bounded by a slice), the last word of
