@@ -35,6 +35,11 @@ _P_INV = pow(_P, -1, 1 << 64)
 _LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 _SPACE = 32
 STOP = -2  # word id of a token to drop (stop word or too short); -1 is an unknown word
+# A bigram key (< n_words**2) and a document number within a group (< 2**20; a group holds at
+# most GROUP_BYTES / 2 documents) packed into one int64.
+_DOC_BITS = 20
+_DOC_MASK = (1 << _DOC_BITS) - 1
+_MAX_SORTED_WORDS = 1 << 21  # n_words**2 << _DOC_BITS stays below 2**63
 
 
 def _powers(base: int, n: int) -> np.ndarray:
@@ -179,10 +184,17 @@ class WordHashes:
             first, second = ids[:-1], ids[1:]
             pair = (first >= 0) & (second >= 0) & (docs[:-1] == docs[1:])
             keys = first[pair] * self.n_words + second[pair]
+            pair_docs = docs[:-1][pair]
+            if keys.size and self.n_words < _MAX_SORTED_WORDS:
+                # Sorted needles find their places ~2.5x faster in a large array (each search
+                # starts near the last); the document rides in the low bits (docs ascend).
+                base = int(pair_docs[0])
+                packed = np.sort((keys << _DOC_BITS) | (pair_docs - base))
+                keys, pair_docs = packed >> _DOC_BITS, (packed & _DOC_MASK) + base
             pos = np.searchsorted(index.bigram_keys, keys)
             pos[pos == index.bigram_keys.size] = 0
             hit = index.bigram_keys[pos] == keys
-            rows.append(docs[:-1][pair][hit])
+            rows.append(pair_docs[hit])
             cols.append(index.bigram_features[pos[hit]])
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
