@@ -34,17 +34,19 @@ def wait_ready(host: str, port: int, timeout: float, interval: float = 0.1) -> b
     return False
 
 
-def latency(host: str, port: int, path: str, body: bytes, content_type: str, *, count: int,
-            seconds: float, accept: str = "application/json") -> dict[str, float]:
-    """Sequential requests (concurrency 1), at most ``count`` of them or ``seconds`` long."""
+def latency(host: str, port: int, path: str, body: bytes | list[bytes], content_type: str, *,
+            count: int, seconds: float, accept: str = "application/json") -> dict[str, float]:
+    """Sequential requests (concurrency 1), at most ``count`` of them or ``seconds`` long,
+    a new connection each; a list of bodies is cycled through."""
     _check_host(host)
-    samples = []
+    bodies = body if isinstance(body, list) else [body]
+    samples: list[float] = []
     deadline = time.monotonic() + seconds
     headers = {"Content-Type": content_type, "Accept": accept}
     while len(samples) < count and time.monotonic() < deadline:
         started = time.perf_counter()
         conn = http.client.HTTPConnection(host, port, timeout=30)
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request("POST", path, body=bodies[len(samples) % len(bodies)], headers=headers)
         response = response_body = conn.getresponse()
         response_body.read()
         conn.close()
@@ -56,28 +58,41 @@ def latency(host: str, port: int, path: str, body: bytes, content_type: str, *, 
             "p99_ms": round(float(np.percentile(ms, 99)), 3), "count": len(samples)}
 
 
+LUA_GET = """
+wrk.method = "GET"
+"""
 LUA = """
-local f = io.open("{body}", "rb")
-wrk.method = "{method}"
-wrk.body = f and f:read("*all") or nil
-if f then f:close() end
+wrk.method = "POST"
 {headers}
+local bodies = {{}}
+for i = 1, {count} do
+  local f = io.open("{folder}/body" .. i, "rb")
+  bodies[i] = f:read("*all")
+  f:close()
+end
+local n = 0
+request = function()
+  n = n % {count} + 1
+  return wrk.format(nil, nil, nil, bodies[n])
+end
 """
 
 
-def wrk(host: str, port: int, path: str, body: bytes | None, content_type: str | None, *,
-        connections: int, seconds: float) -> dict[str, Any]:
-    """Run ``wrk`` (bounded by ``seconds``) and parse requests/s and errors."""
+def wrk(host: str, port: int, path: str, body: bytes | list[bytes] | None,
+        content_type: str | None, *, connections: int, seconds: float) -> dict[str, Any]:
+    """Run ``wrk`` (bounded by ``seconds``; a list of bodies is cycled through) and parse
+    requests/s and errors."""
     _check_host(host)
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as tmp:
-        body_path = Path(tmp) / "body"
-        body_path.write_bytes(body or b"")
+        bodies = body if isinstance(body, list) else [body] if body else []
+        for number, item in enumerate(bodies, 1):
+            (Path(tmp) / f"body{number}").write_bytes(item)
         headers = f'wrk.headers["Content-Type"] = "{content_type}"' if content_type else ""
         script = Path(tmp) / "post.lua"
-        script.write_text(LUA.format(body=body_path, method="POST" if body else "GET",
-                                     headers=headers))
+        script.write_text(LUA.format(folder=tmp, count=len(bodies), headers=headers)
+                          if bodies else LUA_GET)
         out = subprocess.run(
             ["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout",
              "5s", "-s", str(script), f"http://{host}:{port}{path}"],
@@ -103,6 +118,10 @@ def markdown(results: dict[str, Any]) -> str:
         if section in ("machine", "date") or not isinstance(values, dict):
             continue
         lines += [f"## {section}", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {key} | {value} |" for key, value in values.items()]
+        for key, value in values.items():
+            if isinstance(value, dict):  # one level of nesting: "ours.accuracy"
+                lines += [f"| {key}.{sub} | {item} |" for sub, item in value.items()]
+            else:
+                lines.append(f"| {key} | {value} |")
         lines.append("")
     return "\n".join(lines)

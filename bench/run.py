@@ -2,6 +2,10 @@
 
     python -m bench.run --model-dir DIR --data ../shared/data/20news-bydate.tar.gz [--image IMG]
 
+Each figure stands beside a reference measured in the same run, and the ratio is reported:
+our model beside a scikit-learn Pipeline with the same settings (``bench.inprocess``: speed,
+memory, accuracy), our server beside a Flask + gunicorn hello world (``bench.floor``: latency
+over the 200-post mix, concurrency-8 throughput, PSS, start-up) measured in interleaved rounds.
 Every load test is bounded in count and time and talks to 127.0.0.1 only.
 """
 
@@ -22,39 +26,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench import loadgen
+from bench import inprocess, loadgen
 from serving.cli import Parser
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def model_time(model_dir: Path, texts: list[str]) -> dict[str, Any]:
-    """In-process model time (clean → TF-IDF → NB → top-k), no HTTP."""
-    from serving.artifact import Model
-
-    classifier = Model.load(model_dir).classifier
-    for text in texts[:200]:
-        classifier.top_k([text], 3)
-    samples = []
-    for text in texts[:3000]:
-        started = time.perf_counter()
-        classifier.top_k([text], 3)
-        samples.append(time.perf_counter() - started)
-    batch = texts[:1000]
-    runs = []
-    for _ in range(5):
-        started = time.perf_counter()
-        classifier.top_k(batch, 3)
-        runs.append(time.perf_counter() - started)
-    us = np.asarray(samples) * 1e6
-    return {
-        "one_doc_us_p50": round(float(np.percentile(us, 50)), 1),
-        "one_doc_us_p90": round(float(np.percentile(us, 90)), 1),
-        "one_doc_us_mean": round(float(us.mean()), 1),
-        "batch_1000_docs_per_s": round(len(batch) / min(runs)),
-        "docs": len(samples),
-        "median_doc_chars": int(statistics.median(len(t) for t in texts[:3000])),
-    }
 
 
 def codec_times() -> dict[str, Any]:
@@ -104,20 +79,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+def start_server(model_dir: Path, workers: int, floor: bool = False,
+                 ) -> tuple[subprocess.Popen, int, float]:
+    """Our server (nginx → gunicorn, the model) or the floor (gunicorn → Flask hello world);
+    returns the process, its port and seconds from start to the first /ping 200."""
     port = free_port()
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SERVING_HOST": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
            "SERVING_LOG_LEVEL": "INFO"}
+    command = [sys.executable, "-m", "serving.serve"]
+    if floor:
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+                   f"127.0.0.1:{port}", "--access-logfile", "-", "bench.floor:app"]
     RESULTS.mkdir(exist_ok=True)
     # Request logs go to a file, as the container's go to Docker's log driver: the same work.
-    log = (RESULTS / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    if not loadgen.wait_ready("127.0.0.1", port, 60):
+    log = (RESULTS / ("floor.log" if floor else "server.log")).open("wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if not loadgen.wait_ready("127.0.0.1", port, 60, interval=0.01):
         proc.kill()
         raise RuntimeError("server did not start")
-    return proc, port
+    return proc, port, time.perf_counter() - started
 
 
 def pss_mb(root_pid: int) -> float:
@@ -138,27 +120,60 @@ def pss_mb(root_pid: int) -> float:
     return round(total_kb / 1024, 1)
 
 
-def http_benchmarks(host: str, port: int, texts: list[str], seconds: float) -> dict[str, Any]:
-    one = median_doc(texts).encode()
-    lat = loadgen.latency(host, port, "/invocations", one, "text/plain", count=2000,
+def http_round(host: str, port: int, posts: list[bytes], seconds: float) -> dict[str, Any]:
+    """One round: c=1 latency over the post mix (a new connection per request, as the
+    latency client of a real-time endpoint), c=8 throughput on the mix and on /ping."""
+    lat = loadgen.latency(host, port, "/invocations", posts, "text/plain", count=2000,
                           seconds=seconds)
-    rps = loadgen.wrk(host, port, "/invocations", one, "text/plain", connections=8,
+    rps = loadgen.wrk(host, port, "/invocations", posts, "text/plain", connections=8,
                       seconds=seconds)
     ping = loadgen.wrk(host, port, "/ping", None, None, connections=8, seconds=seconds)
-    typical = [t for t in texts if len(t) <= 20_000][:1000]  # under the per-document limit
-    body = b"".join(orjson.dumps(t) + b"\n" for t in typical)
+    return {"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "rps": rps["requests_per_s"],
+            "ping_rps": ping["requests_per_s"], "errors": rps["errors"]}
+
+
+def batch_rate(host: str, port: int, texts: list[str], seconds: float) -> dict[str, Any]:
+    body = b"".join(orjson.dumps(t) + b"\n" for t in inprocess.batch_docs(texts))
     batch = loadgen.latency(host, port, "/invocations", body, "application/jsonlines",
                             count=20, seconds=seconds * 2, accept="application/jsonlines")
-    return {
-        "one_doc_latency_ms_p50": lat["p50_ms"],
-        "one_doc_latency_ms_p99": lat["p99_ms"],
-        "requests_per_s_c8": rps["requests_per_s"],
-        "ping_per_s_c8": ping["requests_per_s"],
-        "ratio_to_ping": round(rps["requests_per_s"] / max(ping["requests_per_s"], 1), 3),
-        "errors_c8": rps["errors"],
-        "batch_1000_jsonl_docs_per_s": round(1000 / (batch["p50_ms"] / 1000)),
-        "batch_1000_jsonl_bytes": len(body),
-    }
+    return {"batch_1000_jsonl_docs_per_s": round(1000 / (batch["p50_ms"] / 1000)),
+            "batch_1000_jsonl_bytes": len(body)}
+
+
+def compare_servers(ports: dict[str, int], posts: list[bytes], seconds: float,
+                    rounds: int) -> dict[str, dict[str, Any]]:
+    """Interleaved rounds of :func:`http_round` on each server; medians of the rounds."""
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
+    for _ in range(rounds):
+        for name, port in ports.items():
+            samples[name].append(http_round("127.0.0.1", port, posts, seconds))
+    out = {}
+    for name, runs in samples.items():
+        med = {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "errors"}
+        out[name] = {"one_doc_latency_ms_p50": med["p50_ms"],
+                     "one_doc_latency_ms_p99": med["p99_ms"],
+                     "requests_per_s_c8": round(med["rps"]),
+                     "ping_per_s_c8": round(med["ping_rps"]),
+                     "ratio_to_ping": round(med["rps"] / max(med["ping_rps"], 1), 3),
+                     "errors_c8": sum(r["errors"] for r in runs)}
+    return out
+
+
+def in_process(model_dir: Path, data: str) -> dict[str, Any]:
+    """Our model and the scikit-learn Pipeline, each in a fresh interpreter (bench.inprocess)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = inprocess.fit_sklearn(model_dir, data, Path(tmp) / "pipeline.joblib")
+        found = {}
+        for kind, path in (("ours", model_dir), ("sklearn", pipeline)):
+            out = subprocess.run([sys.executable, "-m", "bench.inprocess", "--kind", kind,
+                                  "--model", str(path), "--data", data], check=True,
+                                 capture_output=True, text=True, timeout=900).stdout
+            found[kind] = json.loads(out.strip().splitlines()[-1])
+    ours, sk = found["ours"], found["sklearn"]
+    ratios = {f"{key}_ours_over_sklearn": round(ours[key] / max(sk[key], 1e-9), 3)
+              for key in ("one_doc_us_p50", "one_doc_us_p99", "batch_1000_docs_per_s",
+                          "model_mb", "load_s")}
+    return {"ours": ours, "sklearn_pipeline": sk, "ratios": ratios}
 
 
 def start_container(image: str, model_dir: Path) -> tuple[str, int, float]:
@@ -178,7 +193,8 @@ def start_container(image: str, model_dir: Path) -> tuple[str, int, float]:
     return cid, port, time.perf_counter() - started
 
 
-def interleaved_p50(ports: dict[str, int], body: bytes, rounds: int = 10) -> dict[str, float]:
+def interleaved_p50(ports: dict[str, int], body: list[bytes], rounds: int = 10,
+                    ) -> dict[str, float]:
     """One-document p50 of several servers measured in alternating rounds of 200 requests,
     so that drift in the machine's load affects them alike; median of the rounds' p50s."""
     samples: dict[str, list[float]] = {name: [] for name in ports}
@@ -195,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--image", default=os.environ.get("IMAGE", "sm-text-pipeline:latest"))
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args(argv)
     from serving.data import load_splits
@@ -215,28 +232,44 @@ def main(argv: list[str] | None = None) -> int:
             results["training"] = {"seconds": round(time.perf_counter() - started, 1),
                                    "accuracy": metrics["accuracy"],
                                    "macro_f1": metrics["macro_f1"]}
-    results["model"] = model_time(args.model_dir, texts)
+    results["model"] = in_process(args.model_dir, args.data)
     results["codecs"] = codec_times()
-    proc, port = start_server(args.model_dir, workers=2)
+    posts = [t.encode() for t in inprocess.mix(texts)]
+    proc, port, first_ping = start_server(args.model_dir, workers=2)
+    floor, floor_port, floor_ping = start_server(args.model_dir, workers=2, floor=True)
     container = None
     try:
-        results["server"] = http_benchmarks("127.0.0.1", port, texts, args.seconds)
-        results["server"]["pss_mb_all_processes"] = pss_mb(proc.pid)
+        both = compare_servers({"server": port, "floor": floor_port}, posts, args.seconds,
+                               args.rounds)
+        server, base = both["server"], both["floor"]
+        server.update(batch_rate("127.0.0.1", port, texts, args.seconds))
+        server.update(pss_mb_all_processes=pss_mb(proc.pid), first_ping_s=round(first_ping, 2),
+                      accuracy=results["model"]["ours"]["accuracy"])
+        base.update(pss_mb_all_processes=pss_mb(floor.pid), first_ping_s=round(floor_ping, 2))
+        results["server"], results["floor"] = server, base
+        results["server_over_floor"] = {
+            key: round(server[key] / max(base[key], 1e-9), 3)
+            for key in ("one_doc_latency_ms_p50", "one_doc_latency_ms_p99", "requests_per_s_c8",
+                        "pss_mb_all_processes", "first_ping_s")}
+        floor.terminate()
+        floor.wait(30)
         if subprocess.run(["docker", "image", "inspect", args.image],
                           capture_output=True).returncode == 0:
             container, cport, first_ping = start_container(args.image, args.model_dir)
-            docker = http_benchmarks("127.0.0.1", cport, texts, args.seconds)
+            docker = http_round("127.0.0.1", cport, posts, args.seconds)
             size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", args.image],
                                   check=True, capture_output=True, text=True).stdout
-            p50 = interleaved_p50({"local": port, "docker": cport}, median_doc(texts).encode())
+            p50 = interleaved_p50({"local": port, "docker": cport}, posts)
             docker.update(first_ping_s=round(first_ping, 2), image_mb=round(int(size) / 1e6, 1),
                           interleaved_p50_ms_local=p50["local"],
                           interleaved_p50_ms_docker=p50["docker"],
                           latency_vs_local=round(p50["docker"] / p50["local"], 3))
             results["docker"] = docker
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for process in (proc, floor):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
         if container:
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
     RESULTS.mkdir(exist_ok=True)

@@ -5,6 +5,7 @@ Request logs carry ids, sizes, status and timings, never request text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -15,11 +16,21 @@ import orjson
 ACCESS = "serving.access"
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def timestamp(created: float) -> str:
+    """``2026-12-01T20:11:36.123Z`` (the date and time formatted once a second)."""
+    second = int(created)
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
         }
@@ -66,7 +77,41 @@ def gunicorn_logconfig(level: str) -> dict[str, Any]:
     }
 
 
+def _json_handler(logger: logging.Logger, level: int) -> logging.StreamHandler | None:
+    """The one handler a record of ``logger`` would reach, when it is our JSON stream handler
+    with nothing else in the way (no filters, no other handlers): what :func:`configure`
+    sets up. Then :func:`log_request` writes the same line without building a LogRecord."""
+    if logger.handlers or logger.filters or not logger.propagate:
+        return None
+    parent = logger.parent
+    while parent is not None and not parent.handlers and not parent.filters \
+            and parent.propagate and parent.parent is not None:
+        parent = parent.parent
+    if parent is None or parent.filters or len(parent.handlers) != 1:
+        return None
+    handler = parent.handlers[0]
+    if (type(handler) is not logging.StreamHandler or handler.filters
+            or type(handler.formatter) is not JsonFormatter or level < handler.level):
+        return None
+    return handler
+
+
 def log_request(logger: logging.Logger, fields: dict[str, Any]) -> None:
+    """One request's JSON line (the same as ``logger.log`` through :class:`JsonFormatter`
+    writes, at a fraction of the cost: this runs once per request)."""
     level = logging.ERROR if fields.get("status", 200) >= 500 else logging.INFO
-    if logger.isEnabledFor(level):
+    if not logger.isEnabledFor(level):
+        return
+    handler = _json_handler(logger, level)
+    if handler is None:
         logger.log(level, "", extra={"fields": fields})
+        return
+    entry = {"time": timestamp(time.time()), "level": logging.getLevelName(level),
+             "logger": logger.name, **fields}
+    line = orjson.dumps(entry, default=str).decode() + handler.terminator
+    with handler.lock or contextlib.nullcontext():
+        try:
+            handler.stream.write(line)
+            handler.flush()
+        except Exception:  # as logging does: a broken stream never fails the request
+            handler.handleError(logging.makeLogRecord({"msg": "request log", "fields": fields}))

@@ -31,7 +31,7 @@ from gunicorn.app.base import BaseApplication  # noqa: E402
 from gunicorn.arbiter import Arbiter  # noqa: E402
 from gunicorn.errors import HaltServer  # noqa: E402
 
-from serving import logs  # noqa: E402
+from serving import heap, logs  # noqa: E402
 from serving.cli import Parser  # noqa: E402
 from serving.config import STAGES, Settings, SettingsError  # noqa: E402
 from serving.errors import ModelLoadError  # noqa: E402
@@ -71,6 +71,7 @@ def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None) -> d
         "logconfig_dict": logs.gunicorn_logconfig(settings.log_level),
         "proc_name": f"sm-text-pipeline[{settings.stage}]",
         "post_fork": _post_fork,
+        "post_request": heap.after_request,
         "control_socket_disable": True,  # gunicorn 27's admin socket: unused, needs a $HOME
     }
 
@@ -150,6 +151,7 @@ def load_application(settings: Settings) -> Any:
     from serving.app import create_app, load_server
 
     started = time.perf_counter()
+    heap.tune()  # before the model loads: its temporaries go back to the kernel too
     application = create_app(load_server(settings))
     gc.collect()
     gc.freeze()  # keep the loaded model's pages shared with the forked workers

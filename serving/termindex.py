@@ -5,11 +5,16 @@ process. Here only the distinct *words* live in a dict; a bigram is the int64 ke
 ``id(a) * n_words + id(b)`` in a sorted array, found with ``np.searchsorted`` (~16 bytes a
 term, shared by the forked workers, and no bigram strings are built per request).
 Vocabularies with n-grams longer than 2 fall back to a plain dict of terms.
+
+The words are kept as the bytes of ``index_words.txt`` (one per line); the word → id dict is
+built on first use: the numpy path (:mod:`serving.wordhash`) looks words up by hash and never
+needs it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise, repeat
 from pathlib import Path
 
@@ -23,11 +28,20 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 @dataclass
 class TermIndex:
     ngram_range: tuple[int, int]
-    words: dict[str, int]  # word → word id
+    word_lines: bytes  # the words in id order, each followed by a newline (UTF-8)
     unigram: np.ndarray  # word id → feature index, or -1
     bigram_keys: np.ndarray  # sorted int64 keys of the bigram features
     bigram_features: np.ndarray  # feature index of each key
     terms: dict[str, int] | None = None  # only for n-grams longer than 2
+
+    @cached_property
+    def words(self) -> dict[str, int]:
+        """Word → word id."""
+        return {w: i for i, w in enumerate(self.word_lines.decode().split("\n")[:-1])}
+
+    @property
+    def n_words(self) -> int:
+        return self.unigram.size
 
     @property
     def n_features(self) -> int:
@@ -42,7 +56,7 @@ class TermIndex:
     @classmethod
     def build(cls, terms: list[str], ngram_range: tuple[int, int]) -> TermIndex:
         if ngram_range[1] > 2:
-            return cls(ngram_range, {}, _EMPTY, _EMPTY, _EMPTY,
+            return cls(ngram_range, b"", _EMPTY, _EMPTY, _EMPTY,
                        {term: i for i, term in enumerate(terms)})
         words: dict[str, int] = {}
         unigram_pairs: list[tuple[int, int]] = []
@@ -60,7 +74,10 @@ class TermIndex:
         pairs = np.asarray(bigram_pairs, dtype=np.int64).reshape(-1, 3)
         keys = pairs[:, 0] * len(words) + pairs[:, 1]
         order = np.argsort(keys, kind="stable")
-        return cls(ngram_range, words, unigram, keys[order], pairs[order, 2])
+        lines = "".join(f"{w}\n" for w in words).encode()
+        index = cls(ngram_range, lines, unigram, keys[order], pairs[order, 2])
+        index.__dict__["words"] = words  # already built (insertion order = id order)
+        return index
 
     def lookup(self, tokens: list[str]) -> np.ndarray:
         """Feature indices of the n-grams of ``tokens`` (with repeats; unknown ones dropped)."""
@@ -68,6 +85,10 @@ class TermIndex:
             return self._lookup_terms(tokens)
         ids = np.fromiter(map(self.words.get, tokens, repeat(-1)), dtype=np.int64,
                           count=len(tokens))
+        return self.lookup_ids(ids)
+
+    def lookup_ids(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`lookup` of the tokens' word ids (-1: not a word of the index)."""
         low, high = self.ngram_range
         parts = []
         if low == 1:
@@ -76,7 +97,7 @@ class TermIndex:
         if high == 2 and ids.size > 1 and self.bigram_keys.size:
             first, second = ids[:-1], ids[1:]
             known = (first >= 0) & (second >= 0)
-            keys = first[known] * len(self.words) + second[known]
+            keys = first[known] * self.n_words + second[known]
             pos = np.searchsorted(self.bigram_keys, keys)
             pos[pos == self.bigram_keys.size] = 0
             hit = self.bigram_keys[pos] == keys
@@ -100,8 +121,7 @@ class TermIndex:
         if not self.compact:
             return []
         paths = [directory / name for name in FILES]
-        ordered = sorted(self.words, key=self.words.__getitem__)
-        paths[0].write_text("".join(f"{w}\n" for w in ordered), encoding="utf-8")
+        paths[0].write_bytes(self.word_lines)
         np.save(paths[1], self.unigram.astype(np.int32), allow_pickle=False)
         np.save(paths[2], self.bigram_keys, allow_pickle=False)
         np.save(paths[3], self.bigram_features.astype(np.int32), allow_pickle=False)
@@ -113,10 +133,15 @@ class TermIndex:
         paths = [directory / name for name in FILES]
         if not all(p.exists() for p in paths):
             return None
-        words = paths[0].read_text(encoding="utf-8").split("\n")[:-1]
-        unigram = np.load(paths[1], allow_pickle=False).astype(np.int64)
-        keys = np.load(paths[2], allow_pickle=False)
-        features = np.load(paths[3], allow_pickle=False).astype(np.int64)
-        if unigram.shape != (len(words),) or keys.shape != features.shape:
+        lines = paths[0].read_bytes()
+        lines.decode()  # UTF-8, or a ValueError now rather than at first use
+        # Memory-mapped as stored (int32 indices, int64 keys): nothing copied, pages shared
+        # through the page cache.
+        unigram, keys, features = (np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+                                   for path in paths[1:])
+        if not all(a.ndim == 1 and a.dtype.kind == "i" for a in (unigram, keys, features)):
+            raise ValueError(f"{directory}: the term index arrays are not integer vectors")
+        if (unigram.shape != (lines.count(b"\n"),) or keys.shape != features.shape
+                or (lines and not lines.endswith(b"\n"))):
             raise ValueError(f"{directory}: the term index files do not agree")
-        return cls(ngram_range, {w: i for i, w in enumerate(words)}, unigram, keys, features)
+        return cls(ngram_range, lines, unigram, keys, features)

@@ -28,7 +28,7 @@ KNOWN_HEADERS = frozenset({
 PARAMS = ("skip_lines", "headers", "keep_headers", "lowercase", "remove_emails", "remove_urls",
           "letters_only", "stopwords", "min_token_len", "lemmatize")
 # bytes.translate table: ASCII letters stay, every other byte becomes a space.
-_LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
+LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
 _SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
 CHUNK_CHARS = 1 << 17
@@ -241,9 +241,9 @@ class Cleaner:
         state.pop("_cache", None)
         return state
 
-    def _prepared(self, text: str) -> str:
-        """The document after line skipping, header handling, lower-casing and e-mail/URL
-        removal: what is tokenized."""
+    def headed(self, text: str) -> str:
+        """The document after line skipping and header handling (the steps before
+        lower-casing)."""
         _stop, keep, _tokenizer = self._compiled()
         if self.skip_lines:
             text = "\n".join(text.split("\n")[self.skip_lines :])
@@ -252,6 +252,12 @@ class Cleaner:
             if headers:
                 kept = [value for name, value in headers if name in keep]
                 text = "\n".join([*kept, body])
+        return text
+
+    def _prepared(self, text: str) -> str:
+        """The document after line skipping, header handling, lower-casing and e-mail/URL
+        removal: what is tokenized."""
+        text = self.headed(text)
         if self.lowercase:
             text = text.lower()
         return _drop_words(text, self.remove_emails, self.remove_urls)
@@ -263,7 +269,7 @@ class Cleaner:
             # Same tokens as NLTK's RegexpTokenizer("[a-zA-Z]+") (a test checks this on the
             # whole corpus), several times faster: every non-ASCII character becomes "?" and
             # every non-letter a space, in C.
-            raw = text.encode("ascii", "replace").translate(_LETTERS).decode("ascii").split()
+            raw = text.encode("ascii", "replace").translate(LETTERS).decode("ascii").split()
         else:
             raw = tokenizer.tokenize(text)
         min_len = self.min_token_len

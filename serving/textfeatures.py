@@ -3,7 +3,9 @@
 
 When the cleaner yields letter-only words and the vectorizer uses scikit-learn's default token
 pattern, the words go straight to the n-gram step (no re-joining, no second regex pass); the
-result is identical (tests compare with scikit-learn on the real corpus).
+result is identical (tests compare with scikit-learn on the real corpus). When, in addition,
+the cleaner lower-cases without lemmatizing and the vocabulary is a compact term index, a batch
+is tokenised and looked up in numpy (:mod:`serving.wordhash`), a group of documents at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import scipy.sparse as sp
 from serving import jsondoc
 from serving.text import Cleaner
 from serving.vectorize import TermVectorizer
+from serving.wordhash import GROUP_BYTES, WordHashes
 
 
 def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
@@ -46,9 +49,23 @@ class TextFeatures:
     cleaner: Cleaner
     vectorizer: TermVectorizer
     direct: bool = field(init=False)
+    hashes: WordHashes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.direct = self.cleaner.letters_only and self.vectorizer.reads_word_tokens
+        self.hashes = self._word_hashes()
+
+    def _word_hashes(self) -> WordHashes | None:
+        """The numpy path's tables, when it gives exactly the plain path's features."""
+        cleaner, vectorizer, index = self.cleaner, self.vectorizer, self.vectorizer.index
+        if not (self.direct and cleaner.lowercase and not cleaner.lemmatize
+                and index is not None and index.compact and index.ngram_range[1] <= 2):
+            return None
+        stop = set(cleaner.stop_words_) | set(vectorizer.stop_words)
+        try:
+            return WordHashes(index, stop, max(cleaner.min_token_len, 2))
+        except ValueError:  # words outside [a-z]+, or a hash collision: the plain path
+            return None
 
     @property
     def n_features(self) -> int:
@@ -56,6 +73,15 @@ class TextFeatures:
 
     def indices(self, text: str) -> np.ndarray:
         """Vocabulary indices of one raw document's terms (with repeats)."""
+        if self.hashes is not None:
+            prepared = self.cleaner._prepared(text)
+            if len(prepared) <= GROUP_BYTES:
+                return self.hashes.one(prepared)
+            return self.hashes.long_document(prepared, 0)[1]
+        return self.plain_indices(text)
+
+    def plain_indices(self, text: str) -> np.ndarray:
+        """:meth:`indices` by Python tokens, chunk by chunk (any cleaner, any length)."""
         if not self.direct:
             return self.vectorizer.indices(" ".join(self.cleaner.tokens(text)))
         chunks = self.cleaner.token_chunks(text)
@@ -93,8 +119,55 @@ class TextFeatures:
             counts -= np.bincount(np.concatenate(repeated), minlength=size)
         return np.repeat(np.arange(size, dtype=np.int64), counts)
 
+    def pairs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(document, feature) pairs of ``texts`` (with repeats), by the numpy path: documents
+        are tokenised a group of about ``GROUP_BYTES`` at a time; a longer one alone, slice by
+        slice."""
+        assert self.hashes is not None
+        hashes, cleaner = self.hashes, self.cleaner
+        emails, urls = cleaner.remove_emails, cleaner.remove_urls
+        rows, cols = [], []
+        group: list[str] = []
+        size = first = 0
+
+        def flush() -> None:
+            if group:
+                r, c = hashes.group(group, first, emails, urls)
+                rows.append(r)
+                cols.append(c)
+                group.clear()
+
+        for number, text in enumerate(texts):
+            # An ASCII document is lower-cased and rid of e-mails/URLs with its group, in
+            # numpy; any other (str.lower and str.split know Unicode) here, as it always was.
+            prepared = cleaner.headed(text)
+            if not prepared.isascii():
+                prepared = cleaner._prepared(text)
+            if len(prepared) > GROUP_BYTES:
+                flush()
+                r, c = hashes.long_document(cleaner._prepared(text), number)
+                rows.append(r)
+                cols.append(c)
+                continue
+            if size + len(prepared) > GROUP_BYTES:
+                flush()
+            if not group:
+                first, size = number, 0
+            group.append(prepared)
+            size += len(prepared) + 1
+        flush()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(rows), np.concatenate(cols)
+
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.vectorizer.transform_indices([self.indices(t) for t in texts])
+        if self.hashes is None:
+            return self.vectorizer.transform_indices([self.indices(t) for t in texts])
+        rows, cols = self.pairs(texts)
+        data = np.ones(rows.size, dtype=np.float64)
+        X = sp.csr_matrix((data, (rows, cols)), shape=(len(texts), self.n_features))
+        X.sum_duplicates()  # counts; also sorts indices
+        return self.vectorizer.weight(X)
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""

@@ -183,7 +183,8 @@ class TermVectorizer:
                 raise ValueError(f"{directory}/vocab.txt has {len(terms)} terms, expected "
                                  f"{params['n_features']}")
         idf_path = directory / "idf.npy"
-        idf = np.load(idf_path, allow_pickle=False) if idf_path.exists() else None
+        idf = (np.asarray(np.load(idf_path, mmap_mode="r", allow_pickle=False))
+               if idf_path.exists() else None)
         return cls(
             terms=terms,
             token_pattern=params["token_pattern"],

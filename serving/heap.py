@@ -1,0 +1,56 @@
+"""glibc malloc settings that keep a forked worker's private memory small.
+
+glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which
+the temporaries of a big request (a 1,000-document batch) come from the brk heap and stay in
+the worker after the request, fragmenting it. A fixed threshold (``mallopt(M_MMAP_THRESHOLD)``
+also turns the dynamic raise off) gives blocks of 128 KB and more back to the kernel when they
+are freed, and ``malloc_trim(0)`` after a large request returns the heap's free pages
+(glibc: https://man7.org/linux/man-pages/man3/mallopt.3.html, malloc_trim.3). Elsewhere (musl,
+macOS) both are no-ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Any
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+TRIM_AFTER_BYTES = 256 * 1024  # a request body at least this large: trim after it
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def tune() -> bool:
+    """Fix the mmap threshold (and the trim threshold beside it); True under glibc."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        _LIBC.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD))
+
+
+def trim() -> None:
+    """Give the heap's free pages back to the kernel."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def after_request(worker: Any, req: Any, environ: dict[str, Any], resp: Any) -> None:
+    """gunicorn's ``post_request`` hook: trim after a large request."""
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if size >= TRIM_AFTER_BYTES:
+        trim()

@@ -1,0 +1,257 @@
+"""Tokenise and look up many documents at once in numpy, without a Python string per token.
+
+The per-token work of the plain path (``str.split``, a stop-word test, a dict lookup, a list per
+document) costs more than the model. Here a batch of prepared documents (``Cleaner._prepared``:
+headers handled, lower-cased, e-mails and URLs dropped) becomes one byte buffer in which every
+byte that is not an ASCII letter is a space (the same ``bytes.translate`` the plain path uses),
+and then, in numpy over the whole buffer:
+
+- token boundaries are where letters start and stop;
+- each token's key is a 64-bit polynomial hash of its bytes (prefix sums modulo 2**64, so a
+  token's hash is ``(H[end] - H[start]) * P**-start``) mixed with its length;
+- a sorted array of the vocabulary's word keys (and the stop words', marked to be dropped)
+  gives each token its word id with one ``np.searchsorted``;
+- unigram and bigram features follow from the word ids as in :class:`TermIndex.lookup`, with
+  bigrams never spanning two documents.
+
+The output equals the plain path's (``tests/test_wordhash.py`` compares them on the whole
+20news test split). A hash collision between a token and a vocabulary word (odds ~2**-64 per
+pair for ordinary text; tokens longer than the longest vocabulary word are never looked up)
+could only change the features of the document that contains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from serving.termindex import TermIndex
+from serving.text import LETTERS
+
+GROUP_BYTES = 1 << 17  # bytes tokenised at a time (bounds the temporaries: ~40 bytes each)
+_P = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_P_INV = pow(_P, -1, 1 << 64)
+_LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
+_SPACE = 32
+STOP = -2  # word id of a token to drop (stop word or too short); -1 is an unknown word
+# A bigram key (< n_words**2) and a document number within a group (< 2**20; a group holds at
+# most GROUP_BYTES / 2 documents) packed into one int64.
+_DOC_BITS = 20
+_DOC_MASK = (1 << _DOC_BITS) - 1
+_MAX_SORTED_WORDS = 1 << 21  # n_words**2 << _DOC_BITS stays below 2**63
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.full(n, base, dtype=np.uint64)
+    out[0] = 1
+    return np.cumprod(out, dtype=np.uint64)  # wraps modulo 2**64, as intended
+
+
+class _Tables:
+    """P**i and P**-i modulo 2**64 for every position of a group (built once, shared)."""
+
+    pow: np.ndarray | None = None
+    inv: np.ndarray | None = None
+
+    @classmethod
+    def get(cls, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if cls.pow is None or cls.pow.size < n:
+            size = max(n, GROUP_BYTES + 1)
+            cls.pow, cls.inv = _powers(_P, size), _powers(_P_INV, size)
+        assert cls.inv is not None
+        return cls.pow, cls.inv
+
+
+def token_keys(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start offsets, lengths and keys of the letter runs of ``buf`` (letters and spaces only)."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    letter = np.empty(a.size + 2, dtype=np.int8)
+    letter[0] = letter[-1] = 0
+    np.not_equal(a, _SPACE, out=letter[1:-1])
+    edges = np.flatnonzero(np.diff(letter))
+    starts, ends = edges[0::2], edges[1::2]
+    power, inverse = _Tables.get(a.size + 1)
+    prefix = np.zeros(a.size + 1, dtype=np.uint64)
+    np.cumsum(a * power[: a.size], out=prefix[1:])
+    lengths = ends - starts
+    keys = (prefix[ends] - prefix[starts]) * inverse[starts]
+    keys += lengths.astype(np.uint64) * _LENGTH_MIX
+    return starts, lengths, keys
+
+
+# bytes.translate tables: ASCII lower-casing (str.lower on ASCII text), and str.split's ASCII
+# white space (\t \n \v \f \r, \x1c-\x1f, space).
+LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
+_WHITE = np.zeros(256, dtype=bool)
+_WHITE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+
+
+def drop_marked_words(buf: bytearray, emails: bool, urls: bool) -> None:
+    """Blank, in place, every white-space-delimited word of lower-case ASCII ``buf`` holding
+    ``@`` (``emails``) or ``://`` / ``www.`` (``urls``): ``text._drop_words`` on bytes."""
+    has_email = emails and b"@" in buf
+    has_url = urls and (b"://" in buf or b"www." in buf)
+    if not (has_email or has_url):
+        return
+    a = np.frombuffer(buf, dtype=np.uint8)
+    white = _WHITE[a]
+    marks = []
+    if has_email:
+        marks.append(np.flatnonzero(a == 64))
+    if has_url:
+        for pattern in (b"://", b"www."):
+            hit = a[: a.size - len(pattern) + 1] == pattern[0]
+            for shift, byte in enumerate(pattern[1:], 1):
+                hit &= a[shift : a.size - len(pattern) + 1 + shift] == byte
+            marks.append(np.flatnonzero(hit))
+    starts = ~white
+    starts[1:] &= white[:-1]
+    word = np.cumsum(starts)  # word number of each byte (of the word before, in white space)
+    bad = np.zeros(int(word[-1]) + 1, dtype=bool)
+    bad[word[np.concatenate(marks)]] = True
+    a[bad[word] & ~white] = _SPACE
+
+
+_LOWER_LETTERS = bytes(range(97, 123))
+
+
+def _is_word(word: str) -> bool:
+    return word.isascii() and word.isalpha() and word.islower()
+
+
+class WordHashes:
+    """Word id (or :data:`STOP`) by token key, for one :class:`TermIndex` and stop-word list."""
+
+    def __init__(self, index: TermIndex, stop_words: Iterable[str], min_len: int) -> None:
+        lines = index.word_lines
+        # Every word [a-z]+ (deleting letters and newlines leaves nothing), one per line.
+        if lines.translate(None, _LOWER_LETTERS + b"\n") or b"\n\n" in lines \
+                or lines.startswith(b"\n"):
+            raise ValueError("the vocabulary has words that are not lower-case ASCII letters")
+        _, lengths, keys = token_keys(lines.replace(b"\n", b" "))
+        if keys.size != index.n_words:
+            raise ValueError("vocabulary words did not tokenise one to one")
+        ids = np.arange(keys.size, dtype=np.int64)
+        stop = " ".join(w for w in set(stop_words) if _is_word(w)).encode()
+        _, stop_lengths, stop_keys = token_keys(stop)
+        # A stop word is dropped before the vocabulary is consulted, as in the plain path.
+        ids[np.isin(keys, stop_keys)] = STOP
+        keys = np.concatenate([keys, stop_keys])
+        ids = np.concatenate([ids, np.full(stop_keys.size, STOP, dtype=np.int64)])
+        order = np.argsort(keys, kind="stable")
+        keys, ids = keys[order], ids[order]
+        same = keys[1:] == keys[:-1]
+        if np.any(same & ((ids[1:] != STOP) | (ids[:-1] != STOP))):
+            raise ValueError("two vocabulary words share a hash key")
+        first = np.concatenate(([True], ~same))
+        self.keys, self.ids = keys[first], ids[first]
+        self.index = index
+        self.min_len = min_len
+        self.max_len = int(max(lengths.max(initial=0), stop_lengths.max(initial=0)))
+        self.n_words = index.n_words
+
+    def word_ids(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Token start offsets and word ids (-1 unknown) of ``buf``, dropped tokens removed."""
+        starts, lengths, keys = token_keys(buf)
+        pos = np.searchsorted(self.keys, keys)
+        pos[pos == self.keys.size] = 0
+        ids = np.where(self.keys[pos] == keys, self.ids[pos], -1) if self.keys.size else \
+            np.full(keys.size, -1, dtype=np.int64)
+        ids[lengths > self.max_len] = -1
+        ids[lengths < self.min_len] = STOP
+        keep = ids != STOP
+        return starts[keep], ids[keep]
+
+    def features(self, ids: np.ndarray, docs: np.ndarray, carry: int | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(document, feature) pairs of consecutive word ids (with repeats, unknowns dropped);
+        bigrams only within a document. ``carry``: the word id before ``ids`` in the same
+        document (a long document's previous slice), for the bigram across the cut."""
+        index = self.index
+        low, high = index.ngram_range
+        rows, cols = [], []
+        if low == 1:
+            known = ids >= 0
+            found = index.unigram[ids[known]]
+            hit = found >= 0
+            rows.append(docs[known][hit])
+            cols.append(found[hit])
+        if carry is not None and ids.size:
+            ids = np.concatenate(([carry], ids))
+            docs = np.concatenate((docs[:1], docs))
+        if high == 2 and ids.size > 1 and index.bigram_keys.size:
+            first, second = ids[:-1], ids[1:]
+            pair = (first >= 0) & (second >= 0) & (docs[:-1] == docs[1:])
+            keys = first[pair] * self.n_words + second[pair]
+            pair_docs = docs[:-1][pair]
+            if keys.size and self.n_words < _MAX_SORTED_WORDS:
+                # Sorted needles find their places ~2.5x faster in a large array (each search
+                # starts near the last); the document rides in the low bits (docs ascend).
+                base = int(pair_docs[0])
+                packed = np.sort((keys << _DOC_BITS) | (pair_docs - base))
+                keys, pair_docs = packed >> _DOC_BITS, (packed & _DOC_MASK) + base
+            pos = np.searchsorted(index.bigram_keys, keys)
+            pos[pos == index.bigram_keys.size] = 0
+            hit = index.bigram_keys[pos] == keys
+            rows.append(pair_docs[hit])
+            cols.append(index.bigram_features[pos[hit]])
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def one(self, prepared: str) -> np.ndarray:
+        """Feature indices (with repeats) of one prepared document of at most a group."""
+        _, ids = self.word_ids(prepared.encode("ascii", "replace").translate(LETTERS))
+        return self.index.lookup_ids(ids)
+
+    def long_document(self, prepared: str, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`group` of one prepared document longer than a group, a slice of about
+        ``GROUP_BYTES`` at a time cut at a space (memory bounded by a slice), the last word of
+        each slice carried into the next for bigrams."""
+        buf = prepared.encode("ascii", "replace").translate(LETTERS)
+        rows, cols = [], []
+        carry: int | None = None
+        start = 0
+        while start < len(buf):
+            end = min(start + GROUP_BYTES, len(buf))
+            if end < len(buf):
+                cut = buf.rfind(b" ", start, end)
+                if cut <= start:  # a run of letters longer than a slice: no word of ours
+                    cut = buf.find(b" ", start + 1)
+                    start = len(buf) if cut < 0 else cut
+                    carry = -1
+                    continue
+                end = cut
+            _, ids = self.word_ids(buf[start:end])
+            r, c = self.features(ids, np.full(ids.size, row, dtype=np.int64), carry)
+            rows.append(r)
+            cols.append(c)
+            if ids.size:
+                carry = int(ids[-1])
+            start = end
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def group(self, prepared: list[str], first_row: int, emails: bool = False,
+              urls: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(row, feature) pairs of documents numbered from ``first_row``: either prepared
+        (``Cleaner._prepared``) or ASCII documents still to be lower-cased and rid of words
+        with e-mail addresses (``emails``) or URLs (``urls``), done here for the whole group."""
+        raw = " ".join(prepared).encode("ascii", "replace")
+        if emails or urls:
+            lowered = bytearray(raw.translate(LOWER))
+            drop_marked_words(lowered, emails, urls)
+            raw = bytes(lowered)
+        buf = raw.translate(LETTERS)
+        starts, ids = self.word_ids(buf)
+        if len(prepared) == 1:
+            return self.features(ids, np.full(ids.size, first_row, dtype=np.int64))
+        lengths = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
+        doc_starts = np.zeros(len(prepared), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=doc_starts[1:])
+        docs = np.searchsorted(doc_starts, starts, side="right") - 1 + first_row
+        return self.features(ids, docs)

@@ -1,0 +1,105 @@
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.artifact import Model
+from serving.data import load_splits
+from serving.termindex import TermIndex
+from serving.text import LETTERS, _drop_words
+from serving.textfeatures import TextFeatures
+from serving.wordhash import GROUP_BYTES, LOWER, WordHashes, drop_marked_words, token_keys
+from tests.conftest import DATA_TGZ, need_real_data
+
+TRICKY = [
+    "",
+    "the and of",  # stop words only
+    "orbit shuttle",  # one bigram
+    "From: a@b.edu\nSubject: Orbit NASA\nLines: 2\n\nThe Shuttle orbit",
+    "see WWW.Example.com/orbit or http://x.org/launch and mail x@orbit launch orbit",
+    "orbit\u00a0launch@x shuttle\u2003orbit \u00c9lan na\u00efve \u212aelvin orbit",
+    "orbit\x1cshuttle\tlaunch\x0bmoon\r\nrocket\x1fmission",
+    "a b c d orbit x y launch",  # one-letter tokens are dropped
+    "moon",
+    "rocket " * 50,
+]
+
+
+def _features(model_dir: Path) -> TextFeatures:
+    features = Model.load(model_dir).classifier.features
+    assert features.hashes is not None  # the numpy path is on for the default cleaner
+    return features
+
+
+def _plain(features: TextFeatures, texts: list[str]):
+    hashes, features.hashes = features.hashes, None
+    try:
+        return features.transform(texts), [np.sort(features.indices(t)) for t in texts]
+    finally:
+        features.hashes = hashes
+
+
+def _assert_same(features: TextFeatures, texts: list[str]) -> None:
+    expected, singles = _plain(features, texts)
+    got = features.transform(texts)
+    assert got.shape == expected.shape
+    assert (got != expected).nnz == 0
+    for text, indices in zip(texts, singles, strict=True):
+        assert np.array_equal(np.sort(features.indices(text)), indices)
+
+
+def test_numpy_path_equals_the_plain_path(tiny_model_dir: Path) -> None:
+    features = _features(tiny_model_dir)
+    rng = random.Random(0)
+    words = [*TRICKY, "orbit", "launch", "nasa", "shuttle", "@", "://", "www.", "\u00e9"]
+    generated = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+                 for _ in range(300)]
+    _assert_same(features, TRICKY + generated)
+
+
+def test_groups_and_long_documents(tiny_model_dir: Path) -> None:
+    features = _features(tiny_model_dir)
+    long_doc = "orbit shuttle launch " * (GROUP_BYTES // 10)  # longer than a group
+    many = [f"orbit launch nasa {i} shuttle moon" for i in range(GROUP_BYTES // 20)]
+    run = "orbit launch " + "x" * (GROUP_BYTES * 2) + " shuttle orbit " + "nasa " * 30_000
+    texts = ["orbit", long_doc, "shuttle orbit", *many, long_doc, "launch", run]
+    _assert_same(features, texts)
+    X = features.transform(texts)
+    assert X.shape[0] == len(texts) and X[1].nnz > 0 and X[-1].nnz > 0
+
+
+def test_drop_marked_words_equals_drop_words() -> None:
+    rng = random.Random(1)
+    pieces = ["a@b", "WWW.x", "www.", "http://y", ":/", "//", "@", "x", "Orbit", " ", "\t",
+              "\n", "\x1c", "ab:", "//cd", "ww", "w."]
+    for _ in range(500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        for emails, urls in ((True, True), (True, False), (False, True)):
+            buf = bytearray(text.encode("ascii").translate(LOWER))
+            drop_marked_words(buf, emails, urls)
+            expected = _drop_words(text.lower(), emails, urls)
+            assert bytes(buf).translate(LETTERS).split() == \
+                expected.encode().translate(LETTERS).split(), (text, emails, urls)
+
+
+def test_token_keys_tell_words_apart() -> None:
+    starts, lengths, keys = token_keys(b"ab ba  abc ab a")
+    assert starts.tolist() == [0, 3, 7, 11, 14] and lengths.tolist() == [2, 2, 3, 2, 1]
+    assert keys[0] == keys[3] and len({int(k) for k in keys}) == 4
+
+
+def test_vocabulary_outside_letters_keeps_the_plain_path() -> None:
+    index = TermIndex.build(["orbit", "orbit x9"], (1, 2))
+    with pytest.raises(ValueError):
+        WordHashes(index, [], 2)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_numpy_path_equals_the_plain_path_on_20news(real_model_dir: Path) -> None:
+    need_real_data()
+    features = _features(real_model_dir)
+    texts = load_splits(str(DATA_TGZ)).test.texts
+    expected, _ = _plain(features, texts)
+    assert (features.transform(texts) != expected).nnz == 0
