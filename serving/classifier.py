@@ -26,6 +26,7 @@ from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
 
 if TYPE_CHECKING:
+    from scipy import sparse
     from sklearn.naive_bayes import MultinomialNB
 
 
@@ -67,7 +68,10 @@ class TextClassifier:
         if len(texts) == 1:  # no sparse matrix for one document; same numbers
             features, values = self.features.one(texts[0])
             return (values @ self.log_prob[features] + self.class_log_prior)[None, :]
-        X = self.features.transform(texts)
+        return self.sparse_joint_log_likelihood(self.features.transform(texts))
+
+    def sparse_joint_log_likelihood(self, X: sparse.csr_matrix) -> np.ndarray:
+        """The joint log-likelihoods of TF-IDF rows (the one product every path shares)."""
         # scipy's sparse product converts the dense operand to the sparse matrix's dtype: a
         # float64 X would copy all of log_prob per request, a float32 one reads it in place.
         X = X.astype(self.log_prob.dtype, copy=False)

@@ -114,8 +114,7 @@ class Explainer:
             jll = (data @ classifier.log_prob[indices] + classifier.class_log_prior)[None, :]
             return np.array([0, indices.size]), indices, data, jll
         X = classifier.features.transform(texts)
-        jll = np.asarray(X @ classifier.log_prob) + classifier.class_log_prior
-        return X.indptr, X.indices, X.data, jll
+        return X.indptr, X.indices, X.data, classifier.sparse_joint_log_likelihood(X)
 
     def top_k(self, texts: Sequence[str], k: int, n: int, max_terms: int | None = None,
               ) -> tuple[np.ndarray, np.ndarray, list[dict]]:

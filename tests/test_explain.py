@@ -71,7 +71,7 @@ def test_weights_and_prior_sum_to_the_log_odds(classifier: TextClassifier) -> No
     prior = classifier.class_log_prior
     rows = np.arange(4)
     np.testing.assert_allclose(per_doc + prior[label] - prior[versus],
-                               jll[rows, label] - jll[rows, versus], rtol=1e-10)
+                               jll[rows, label] - jll[rows, versus], rtol=1e-6)  # float32 weights
 
 
 def test_top_n_and_no_terms() -> None:
