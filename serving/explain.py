@@ -46,8 +46,9 @@ def term_names(vectorizer: TermVectorizer) -> TermNames:
     A vectorizer that holds its terms answers from them. A served model holds only the compact
     :class:`~serving.termindex.TermIndex` (words + int64 bigram keys); from it one int64 code
     per feature is built here (8 bytes a term: ``-1 - word id`` for a word, the bigram key
-    ``id(a) * n_words + id(b)`` for a bigram) plus the word list in id order (a pointer a
-    word; the strings are the index's own). Built in the gunicorn master, shared by the workers.
+    ``id(a) * n_words + id(b)`` for a bigram) plus each word's byte offsets in the index's
+    word list (16 bytes a word; a word is decoded only when named). Built in the gunicorn
+    master, shared by the workers.
     """
     if vectorizer.terms is not None:
         terms = vectorizer.terms
@@ -57,11 +58,14 @@ def term_names(vectorizer: TermVectorizer) -> TermNames:
     if index.terms is not None:  # n-grams longer than 2: a plain dict of terms
         by_feature = sorted(index.terms, key=index.terms.__getitem__)
         return lambda features: [by_feature[i] for i in features.tolist()]
-    words = list(index.words)  # id order when the dict was filled in id order (it is)
-    ids = np.fromiter(index.words.values(), dtype=np.int64, count=len(words))
-    if not np.array_equal(ids, np.arange(len(words))):
-        words = sorted(index.words, key=index.words.__getitem__)
-    n_words = len(words)
+    # Word ids → the words' byte ranges in the index's own newline-separated word list (8 bytes
+    # a word; no word dict or string objects are built, so the served index stays compact).
+    lines = index.word_lines
+    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 0x0A)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    n_words = index.n_words
+    if ends.size != n_words:
+        raise ValueError("the term index's word list does not match its word ids")
     codes = np.full(vectorizer.n_features, np.iinfo(np.int64).min, dtype=np.int64)
     has_unigram = np.flatnonzero(index.unigram >= 0)
     codes[index.unigram[has_unigram]] = -1 - has_unigram
@@ -69,14 +73,17 @@ def term_names(vectorizer: TermVectorizer) -> TermNames:
     if (codes == np.iinfo(np.int64).min).any():
         raise ValueError("the term index does not name every feature")
 
+    def word(i: int) -> str:
+        return lines[starts[i]:ends[i]].decode()
+
     def names(features: np.ndarray) -> list[str]:
         out = []
         for code in codes[features].tolist():
             if code < 0:
-                out.append(words[-1 - code])
+                out.append(word(-1 - code))
             else:
                 first, second = divmod(code, n_words)
-                out.append(words[first] + " " + words[second])
+                out.append(word(first) + " " + word(second))
         return out
 
     return names
