@@ -83,6 +83,7 @@ def token_keys(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # bytes.translate tables: ASCII lower-casing (str.lower on ASCII text), and str.split's ASCII
 # white space (\t \n \v \f \r, \x1c-\x1f, space).
 LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
+LOWER_LETTERS = LOWER.translate(LETTERS)  # lower-case, then every non-letter a space
 _WHITE = np.zeros(256, dtype=bool)
 _WHITE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
 
@@ -245,8 +246,9 @@ class WordHashes:
         if emails or urls:
             lowered = bytearray(raw.translate(LOWER))
             drop_marked_words(lowered, emails, urls)
-            raw = bytes(lowered)
-        buf = raw.translate(LETTERS)
+            buf = bytes(lowered).translate(LETTERS)
+        else:
+            buf = raw.translate(LOWER_LETTERS)
         starts, ids = self.word_ids(buf)
         if len(prepared) == 1:
             return self.features(ids, np.full(ids.size, first_row, dtype=np.int64))

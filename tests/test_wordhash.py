@@ -6,9 +6,11 @@ import pytest
 
 from serving.artifact import Model
 from serving.data import load_splits
+from serving.hyperparameters import parse
 from serving.termindex import TermIndex
 from serving.text import LETTERS, _drop_words
 from serving.textfeatures import TextFeatures
+from serving.train import fit_classifier
 from serving.wordhash import GROUP_BYTES, LOWER, WordHashes, drop_marked_words, token_keys
 from tests.conftest import DATA_TGZ, need_real_data
 
@@ -56,6 +58,14 @@ def test_numpy_path_equals_the_plain_path(tiny_model_dir: Path) -> None:
     generated = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 40)))
                  for _ in range(300)]
     _assert_same(features, TRICKY + generated)
+
+
+def test_numpy_path_without_email_and_url_removal(tiny_corpus: Path) -> None:
+    # The tutorial's cleaner: headers kept, e-mails and URLs kept (lower-casing alone).
+    hp = parse({"min_df": 1, "headers": "keep", "remove_emails": False, "remove_urls": False})
+    features = fit_classifier(hp, load_splits(str(tiny_corpus)).train).features
+    assert features.hashes is not None
+    _assert_same(features, [*TRICKY, "ORBIT Shuttle LAUNCH", "Orbit orbit ORBIT moon"])
 
 
 def test_groups_and_long_documents(tiny_model_dir: Path) -> None:
