@@ -125,10 +125,16 @@ def _read_body(limit: int) -> bytes:
 class Server:
     """The loaded model, its stage and settings; ``ready`` once the warm-up has passed."""
 
-    def __init__(self, model: Model, settings: Settings) -> None:
+    def __init__(self, model: Model | None, settings: Settings, stage: Stage | None = None,
+                 ) -> None:
+        """``stage`` defaults to the serving stage ``settings`` names, built from ``model``; the
+        NTM/k-NN stand-ins pass their own (standins/server.py) and no model."""
         self.model = model
         self.settings = settings
-        self.stage: Stage = build(model, settings)
+        if stage is None:
+            assert model is not None, "a serving stage needs the model"
+            stage = build(model, settings)
+        self.stage: Stage = stage
         self.default_accept = settings.default_accept or self.stage.natural_output
         try:  # a default this stage cannot write is a deployment error: fail at start-up
             negotiate(None, self.stage.output_types, self.default_accept)
@@ -200,12 +206,13 @@ def create_app(server: Server) -> Flask:
     settings = server.settings
     stage_name = server.stage.name
     execution_params_body = orjson.dumps(execution_parameters(settings))
+    ping_ok = orjson.dumps({"status": "ok", **server.stage.info})
 
     @app.get("/ping")
     def ping() -> Response:
         if not server.ready:
             return Response(b'{"status":"loading"}', status=503, content_type=JSON_TYPE)
-        return Response(b'{"status":"ok"}', status=200, content_type=JSON_TYPE)
+        return Response(ping_ok, status=200, content_type=JSON_TYPE)
 
     @app.get("/execution-parameters")
     def execution_params() -> Response:

@@ -25,6 +25,7 @@ import gc  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from gunicorn.app.base import BaseApplication  # noqa: E402
@@ -45,7 +46,8 @@ log = logging.getLogger("serving.serve")
 FRONT_END_EXITED = 4
 
 
-def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None) -> dict[str, Any]:
+def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None,
+                     name: str | None = None) -> dict[str, Any]:
     if front_end is not None:
         # Behind nginx, which enforces the header limits (8 KB lines, 32 KB in all): gunicorn
         # must not refuse what nginx accepted.
@@ -69,7 +71,7 @@ def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None) -> d
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": logs.gunicorn_logconfig(settings.log_level),
-        "proc_name": f"sm-text-pipeline[{settings.stage}]",
+        "proc_name": name or f"sm-text-pipeline[{settings.stage}]",
         "post_fork": _post_fork,
         "post_request": heap.after_request,
         "control_socket_disable": True,  # gunicorn 27's admin socket: unused, needs a $HOME
@@ -126,14 +128,15 @@ class ModelServer(BaseApplication):  # type: ignore[misc]
     """gunicorn application whose WSGI app is built (model loaded, warmed up) in the master."""
 
     def __init__(self, settings: Settings, application: Any,
-                 front_end: FrontEnd | None = None) -> None:
+                 front_end: FrontEnd | None = None, name: str | None = None) -> None:
         self.settings = settings
         self.application = application
         self.front_end = front_end
+        self.name = name
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in gunicorn_options(self.settings, self.front_end).items():
+        for key, value in gunicorn_options(self.settings, self.front_end, self.name).items():
             if value is not None:
                 self.cfg.set(key, value)
 
@@ -178,13 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    return run(settings, load_application)
+
+
+def run(settings: Settings, load: Callable[[Settings], Any], name: str | None = None) -> int:
+    """Serve the WSGI app ``load(settings)`` builds (in this process, the gunicorn master, before
+    the workers fork) with ``settings``' front end, workers and limits; the exit code.
+
+    ``serving.serve`` loads the model's stage; the NTM/k-NN stand-ins load theirs (``name``
+    names the processes)."""
     logs.configure(settings.log_level)
     front_end = None
     try:
         if settings.front_end == "nginx":
             front_end = FrontEnd(settings)
-        application = load_application(settings)
-        ModelServer(settings, application, front_end).run()
+        application = load(settings)
+        ModelServer(settings, application, front_end, name).run()
     except (ModelLoadError, SettingsError, FrontEndError) as exc:
         log.error("cannot serve: %s", exc)
         return 3

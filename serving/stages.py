@@ -6,7 +6,7 @@ A stage is chosen once per deployment (``SERVING_STAGE``); the HTTP layer is the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ class Stage:
     run: Callable[[Any, Options], Any]
     encode: Callable[[Any, MediaType], bytes]
     warmup: tuple[bytes, str, str]  # body, content type, accept
+    info: dict[str, Any] = field(default_factory=dict)  # added to GET /ping's {"status": "ok"}
 
     @staticmethod
     def count(records: Any) -> int:

@@ -3,271 +3,153 @@
     python -m standins serve [--role ntm|knn] [--model-dir DIR] [--port N] [--host H]
                              [--workers W]
 
-gunicorn (sync workers, app preloaded in the master) on ``0.0.0.0:8080`` or
-``$SAGEMAKER_BIND_TO_PORT``; ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``;
-the model from ``/opt/ml/model`` (``$SM_MODEL_DIR``).  Request and response formats are the
-built-ins' (contract §4, §5), through ``serving.formats``.  A missing or ``*/*`` Accept means
-``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (else ``application/json``); for k-NN, add
-``verbose=true`` there or in Accept to get labels and distances.  Every response has a
-Content-Type; refusals are 4xx with a short JSON message, never a traceback.
+Each stand-in is a stage on serving's HTTP layer (``serving.app``: ``GET /ping``, ``POST
+/invocations``, ``GET /execution-parameters``, body limits, content negotiation, JSON errors) and
+process model (``serving.serve``: gunicorn sync workers, the model loaded and warmed up in the
+master, one BLAS thread a worker), so its settings are serving's (``serving.config``): port
+``$SAGEMAKER_BIND_TO_PORT`` (8080), workers, timeout, ``$SAGEMAKER_MAX_PAYLOAD_IN_MB``, the
+model from ``$SM_MODEL_DIR`` (``/opt/ml/model``).  What stays its own is what the real built-ins
+own: the wire decoding and answers of contract §4 (NTM) and §5 (k-NN), through
+``serving.formats``.  A missing or ``*/*`` Accept means ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
+(else ``application/json``); for k-NN, add ``verbose=true`` there or in Accept to get labels and
+distances.
 
-Environment: STANDIN_ROLE (ntm | knn, set by each image), SM_MODEL_DIR, SAGEMAKER_BIND_TO_PORT,
-STANDIN_HOST (0.0.0.0), SAGEMAKER_MODEL_SERVER_WORKERS (2), SAGEMAKER_MODEL_SERVER_TIMEOUT (60),
-SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, SAGEMAKER_MAX_PAYLOAD_IN_MB (body limit, at least 6 MB),
-STANDIN_LOG_LEVEL (info), STANDIN_KNN_L2 (euclidean; `squared` answers squared L2 distances).
+Stand-in specifics: STANDIN_ROLE (ntm | knn, set by each image), STANDIN_HOST (the listening
+address; else SERVING_HOST, which the image sets to 0.0.0.0), STANDIN_LOG_LEVEL (else
+SERVING_LOG_LEVEL), two workers unless SAGEMAKER_MODEL_SERVER_WORKERS says otherwise,
+STANDIN_KNN_L2 (euclidean; ``squared`` answers squared L2 distances).  As the built-ins, a
+stand-in ignores SAGEMAKER_BATCH (its answers are the same in a transform job), serves without
+the nginx front end, and caps no answer below 1 GiB.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
 
 from serving import formats
+from serving.app import Server, create_app
 from serving.cli import Parser
-from serving.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    ServingError,
-    UnprocessableEntity,
-    UnsupportedMediaType,
-)
-from serving.mediatypes import JSON, MediaType, content_type_for, negotiate, parse_content_type
+from serving.config import LIMITS, Settings, SettingsError
+from serving.errors import ModelLoadError, UnprocessableEntity
+from serving.mediatypes import JSON, TEXT_CSV, MediaType
+from serving.serve import run
+from serving.stages import Options, Stage
 from standins import NOTICE, knn, topics
 
-log = logging.getLogger("standins.server")
 ROLES = ("ntm", "knn")
-MB = 1024 * 1024
 
 
-@dataclass
-class Role:
-    """One stand-in: what it reads and writes, and how it answers."""
-
-    name: str
-    input_types: tuple[str, ...]
-    output_types: tuple[str, ...]
-    answer: Callable[[bytes, MediaType, MediaType], bytes]
-    info: dict[str, Any]
-
-
-def ntm_role(model_dir: Path | str) -> Role:
+def ntm_stage(model_dir: Path | str) -> Stage:
     model = topics.NtmModel.load(model_dir)
 
-    def answer(body: bytes, media: MediaType, out: MediaType) -> bytes:
-        X = formats.decode_ntm_input(body, media, model.feature_dim)
+    def decode(body: bytes, media: MediaType) -> Any:
+        return formats.decode_ntm_input(body, media, model.feature_dim)
+
+    def infer(X: Any, options: Options) -> np.ndarray:
         if X.data.size and X.data.min() < 0:
             raise UnprocessableEntity("word counts must not be negative")
-        return formats.encode_ntm_output(topics.infer(model, X), out)
+        return topics.infer(model, X)
 
-    info = {
-        "algorithm": model.algorithm,
-        "feature_dim": model.feature_dim,
-        "num_topics": model.num_topics,
-    }
-    return Role("ntm", formats.NTM_INPUT_TYPES, formats.NTM_OUTPUT_TYPES, answer, info)
+    def encode(W: np.ndarray, media: MediaType) -> bytes:
+        return formats.encode_ntm_output(W, media)
+
+    info = {"algorithm": model.algorithm, "feature_dim": model.feature_dim,
+            "num_topics": model.num_topics}
+    warm = orjson.dumps({"instances": [{"features": [1] * model.feature_dim}]})
+    return Stage("ntm", formats.NTM_INPUT_TYPES, formats.NTM_OUTPUT_TYPES, JSON, decode, infer,
+                 encode, (warm, JSON, JSON), _ping_info("ntm", "NTM", info))
 
 
-def knn_role(model_dir: Path | str) -> Role:
+def knn_stage(model_dir: Path | str, squared: bool = False) -> Stage:
     index = knn.KnnIndex.load(model_dir)
-    squared = os.environ.get("STANDIN_KNN_L2", "").strip().lower() == "squared"
 
-    def answer(body: bytes, media: MediaType, out: MediaType) -> bytes:
-        M = formats.decode_knn_input(body, media, index.feature_dim)
-        predicted, labels, distances = knn.query(index, M, index.k, squared)
-        return formats.encode_knn_output(predicted, labels, distances, out)
+    def decode(body: bytes, media: MediaType) -> np.ndarray:
+        return formats.decode_knn_input(body, media, index.feature_dim)
+
+    def query(M: np.ndarray, options: Options) -> tuple[np.ndarray, Any, Any]:
+        return knn.query(index, M, index.k, squared)
+
+    def encode(result: tuple[np.ndarray, Any, Any], media: MediaType) -> bytes:
+        return formats.encode_knn_output(*result, media)
 
     info = {**index.hyperparameters(), "index_size": int(index.vectors.shape[0])}
-    return Role("knn", formats.KNN_INPUT_TYPES, formats.KNN_OUTPUT_TYPES, answer, info)
+    warm = (",".join(["1"] * index.feature_dim) + "\n").encode()
+    return Stage("knn", formats.KNN_INPUT_TYPES, formats.KNN_OUTPUT_TYPES, JSON, decode, query,
+                 encode, (warm, TEXT_CSV, JSON), _ping_info("knn", "k-NN", info))
 
 
-def load_role(name: str, model_dir: Path | str) -> Role:
-    if name not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, not {name!r}")
-    return (ntm_role if name == "ntm" else knn_role)(model_dir)
+def _ping_info(role: str, algorithm: str, info: dict[str, Any]) -> dict[str, Any]:
+    return {"standin": role, "notice": NOTICE.format(algorithm=algorithm), **info}
 
 
-def _json(status: int, doc: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(doc), status=status, content_type=JSON)
+def load_stage(role: str, model_dir: Path | str, env: Mapping[str, str] | None = None) -> Stage:
+    env = os.environ if env is None else env
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    if role == "ntm":
+        return ntm_stage(model_dir)
+    return knn_stage(model_dir, env.get("STANDIN_KNN_L2", "").strip().lower() == "squared")
 
 
-def create_app(
-    role: Role, default_accept: str | None = None, max_body: int = 6 * MB, workers: int = 1
-) -> Flask:
-    """The WSGI app for one role; ``default_accept`` answers a missing or ``*/*`` Accept."""
-    app = Flask(f"standins.{role.name}")
-    default = (default_accept or "").strip() or JSON
-    algorithm = "NTM" if role.name == "ntm" else "k-NN"
-    ping_body = orjson.dumps(
-        {
-            "status": "ok",
-            "standin": role.name,
-            "notice": NOTICE.format(algorithm=algorithm),
-            **role.info,
-        }
-    )
-    exec_params = orjson.dumps(
-        {"MaxConcurrentTransforms": workers, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
-    )
-
-    @app.get("/ping")
-    def ping() -> Response:
-        return Response(ping_body, status=200, content_type=JSON)
-
-    @app.get("/execution-parameters")
-    def execution_parameters() -> Response:
-        return Response(exec_params, status=200, content_type=JSON)
-
-    @app.post("/invocations")
-    def invocations() -> Response:
-        try:
-            length = request.content_length
-            if length is not None and length > max_body:
-                raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_body}")
-            body = request.stream.read(max_body + 1)
-            if len(body) > max_body:
-                raise PayloadTooLarge(f"the body is over the limit of {max_body} bytes")
-            media = parse_content_type(request.headers.get("Content-Type"))
-            if media.type not in role.input_types:
-                raise UnsupportedMediaType(
-                    f"{role.name} stand-in does not read {media.type[:100]}; use one of "
-                    f"{', '.join(role.input_types)}"
-                )
-            out = negotiate(request.headers.get("Accept"), role.output_types, default)
-            if not body:
-                raise BadRequest("the request body is empty")
-            result = role.answer(body, media, out)
-            return Response(result, status=200, content_type=content_type_for(out))
-        except ServingError as exc:
-            log.info("%s %s: %s", exc.status, exc.code, exc.message)
-            return _json(exc.status, {"error": exc.code, "message": exc.message})
-        except Exception:
-            log.exception("request failed")
-            return _json(500, {"error": "internal_error", "message": "internal error"})
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        return _json(
-            status,
-            {
-                "error": exc.name.lower().replace(" ", "_"),
-                "message": f"{request.method} {request.path[:100]}: {exc.name}",
-            },
-        )
-
-    return app
+def standin_settings(env: Mapping[str, str] | None = None, **changes: Any) -> Settings:
+    """serving's Settings from the environment, with the stand-ins' own defaults and names."""
+    env = dict(os.environ if env is None else env)
+    for ours, theirs in (("STANDIN_HOST", "SERVING_HOST"), ("STANDIN_LOG_LEVEL",
+                                                            "SERVING_LOG_LEVEL")):
+        if env.get(ours, "").strip():
+            env[theirs] = env[ours]
+    if not (env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "") + env.get("MODEL_SERVER_WORKERS",
+                                                                      "")).strip():
+        env["SAGEMAKER_MODEL_SERVER_WORKERS"] = "2"
+    settings = Settings.from_env(env)
+    return settings.replace(**{"batch": False, "front_end": "none",
+                               "max_response_bytes": LIMITS["max_response_bytes"][1], **changes})
 
 
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise SystemExit(f"{name}={value} is outside {low}..{high}")
-    return value
-
-
-def gunicorn_app(wsgi: Any, options: dict[str, Any]) -> Any:
-    from gunicorn.app.base import BaseApplication
-
-    class StandinServer(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return wsgi
-
-    return StandinServer()
-
-
-def _post_fork(server: Any, worker: Any) -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
+def application(stage: Stage, settings: Settings) -> Any:
+    """The warmed-up WSGI app of one stand-in (what each gunicorn worker serves)."""
+    server = Server(None, settings, stage)
+    server.warm_up()
+    return create_app(server)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(
-        prog="python -m standins",
-        description=__doc__,
-    )
+    parser = Parser(prog="python -m standins", description=__doc__)
     parser.add_argument("command", choices=("serve", "train"))
     parser.add_argument("--role", default=os.environ.get("STANDIN_ROLE", ""), help="ntm | knn")
-    parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR") or "/opt/ml/model")
+    parser.add_argument("--model-dir", help="default $SM_MODEL_DIR, else /opt/ml/model")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--host", default=os.environ.get("STANDIN_HOST") or "0.0.0.0")
+    parser.add_argument("--host")
     parser.add_argument("--workers", type=int)
     args = parser.parse_args(argv)
-    level = os.environ.get("STANDIN_LOG_LEVEL", "info").lower()
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if args.command == "train":
-        print(
-            "the stand-ins train locally, not in the container: python -m standins.train",
-            file=sys.stderr,
-        )
+        print("the stand-ins train locally, not in the container: python -m standins.train",
+              file=sys.stderr)
         return 2
     if args.role not in ROLES:
         print(f"set STANDIN_ROLE or --role to one of {', '.join(ROLES)}", file=sys.stderr)
         return 2
-    port = args.port or _env_int("SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535)
-    workers = args.workers or _env_int("SAGEMAKER_MODEL_SERVER_WORKERS", 2, 1, 64)
-    timeout = _env_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 3600)
-    payload_mb = _env_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, 100)
+    overrides = {k: v for k, v in (("model_dir", args.model_dir), ("port", args.port),
+                                   ("host", args.host), ("workers", args.workers)) if v}
     try:
-        role = load_role(args.role, args.model_dir)
-    except (OSError, ValueError, KeyError) as exc:
-        print(
-            f"cannot load the {args.role} stand-in model from {args.model_dir}: {exc}",
-            file=sys.stderr,
-        )
-        return 3
-    wsgi = create_app(
-        role,
-        os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),
-        max(6, payload_mb) * MB,
-        workers,
-    )
-    log.info(
-        "%s stand-in (not AWS code) on %s:%d, %d workers, model %s: %s",
-        role.name,
-        args.host,
-        port,
-        workers,
-        args.model_dir,
-        role.info,
-    )
-    gunicorn_app(
-        wsgi,
-        {
-            "bind": [f"{args.host}:{port}"],
-            "workers": workers,
-            "worker_class": "sync",
-            "timeout": timeout,
-            "graceful_timeout": 20,
-            "keepalive": 5,
-            "preload_app": True,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": level,
-            "proc_name": f"standin-{role.name}",
-            "post_fork": _post_fork,
-            "control_socket_disable": True,
-        },
-    ).run()
-    return 0
+        settings = standin_settings(**overrides)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    def load(settings: Settings) -> Any:
+        try:
+            stage = load_stage(args.role, settings.model_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load the {args.role} stand-in model from "
+                                 f"{settings.model_dir}: {exc}") from None
+        return application(stage, settings)
+
+    return run(settings, load, name=f"standin-{args.role}")

@@ -13,7 +13,7 @@ from standin_helpers import NUM_TOPICS, VOCAB_SIZE, planted_counts
 
 from serving import formats, recordio
 from serving.mediatypes import parse_media_type
-from standins.server import create_app, load_role
+from standins.server import application, load_stage, standin_settings
 from standins.train import knn_query, ntm_infer
 
 JSON, JSONL, CSV = "application/json", "application/jsonlines", "text/csv"
@@ -23,6 +23,12 @@ QUERY = planted_counts(per_group=2, seed=5)[0]  # 8 documents
 
 def media(value: str) -> Any:
     return parse_media_type(value)
+
+
+def create_app(role: str, model_dir: Path, **settings: Any) -> Any:
+    """The stand-in's WSGI app as gunicorn's workers serve it (settings as the environment
+    would give them, with ``settings`` changed)."""
+    return application(load_stage(role, model_dir, {}), standin_settings({}, **settings))
 
 
 class Client:
@@ -40,12 +46,12 @@ class Client:
 
 @pytest.fixture(scope="module")
 def ntm(trained: Path) -> Client:
-    return Client(create_app(load_role("ntm", trained / "ntm")))
+    return Client(create_app("ntm", trained / "ntm"))
 
 
 @pytest.fixture(scope="module")
 def knn(trained: Path) -> Client:
-    return Client(create_app(load_role("knn", trained / "knn")))
+    return Client(create_app("knn", trained / "knn"))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def error_of(response: Any, status: int) -> str:
     assert response.status_code == status, response.data[:300]
     assert response.content_type == JSON
     doc = orjson.loads(response.data)
-    assert set(doc) == {"error", "message"} and "Traceback" not in doc["message"]
+    assert set(doc) == {"error", "message", "request_id"} and "Traceback" not in doc["message"]
     return str(doc["message"])
 
 
@@ -109,9 +115,9 @@ def test_ntm_response_shapes_are_the_documented_ones(ntm: Client) -> None:
 @pytest.mark.parametrize("accept", [None, "", "*/*", "*/*; q=0.5"])
 def test_a_missing_or_wildcard_accept_means_the_default(trained: Path, accept: str | None) -> None:
     body = formats.encode_ntm_input(QUERY[:1], media(CSV))
-    plain = Client(create_app(load_role("ntm", trained / "ntm")))
+    plain = Client(create_app("ntm", trained / "ntm"))
     assert plain.post(body, CSV, accept).content_type == JSON
-    configured = Client(create_app(load_role("ntm", trained / "ntm"), default_accept=JSONL))
+    configured = Client(create_app("ntm", trained / "ntm", default_accept=JSONL))
     response = configured.post(body, CSV, accept)
     assert response.status_code == 200 and response.content_type == JSONL
 
@@ -120,7 +126,7 @@ def test_ntm_refusals(ntm: Client, trained: Path) -> None:
     csv_row = formats.encode_ntm_input(QUERY[:1], media(CSV))
     assert RECORDIO in error_of(ntm.post(csv_row, CSV, CSV), 406)  # NTM writes no CSV
     error_of(ntm.post(csv_row, CSV, "image/png"), 406)
-    assert "does not read" in error_of(ntm.post(b"hello", "text/plain"), 415)
+    assert "is not read by stage ntm" in error_of(ntm.post(b"hello", "text/plain"), 415)
     error_of(ntm.post(csv_row, None), 415)
     error_of(ntm.post(csv_row, "text/csv; charset=latin-1"), 415)
     wrong_width = b",".join([b"1"] * (VOCAB_SIZE - 1)) + b"\n"
@@ -133,8 +139,8 @@ def test_ntm_refusals(ntm: Client, trained: Path) -> None:
     error_of(ntm.post(b"", CSV), 400)
     error_of(ntm.post(b"{not json", JSON), 400)
     error_of(ntm.post(b"\x00\x01\x02\x03garbage", RECORDIO), 400)
-    small = Client(create_app(load_role("ntm", trained / "ntm"), max_body=100))
-    error_of(small.post(csv_row * 10, CSV), 413)
+    small = Client(create_app("ntm", trained / "ntm", max_request_bytes=1024))
+    error_of(small.post(csv_row * (1024 // len(csv_row) + 2), CSV), 413)
     # the NTM's own answer is not a request
     answer = ntm.post(csv_row, CSV, JSON).data
     error_of(ntm.post(answer, JSON), 422)
@@ -181,7 +187,7 @@ def test_knn_reads_every_request_format_and_answers_verbose_on_request(
 
 
 def test_knn_verbose_by_default_accept(trained: Path, expected_topics: np.ndarray) -> None:
-    app = create_app(load_role("knn", trained / "knn"), default_accept=JSON + "; verbose=true")
+    app = create_app("knn", trained / "knn", default_accept=JSON + "; verbose=true")
     body = formats.encode_knn_input(expected_topics[:1], media(CSV))
     for accept in (None, "*/*"):
         response = Client(app).post(body, CSV, accept)
@@ -250,3 +256,19 @@ def test_gunicorn_pipeline_ntm_adapter_knn(trained: Path, standin_factory: Any) 
     assert np.mean(hits) >= 0.9
     for server in (ntm_server, knn_server):
         assert server.stop() == 0
+
+
+def test_settings_are_servings(trained: Path) -> None:
+    """The stand-ins read serving's settings: /execution-parameters follows MaxPayloadInMB and the
+    workers (it once always said 6), the body limit follows the payload, SAGEMAKER_BATCH is
+    ignored as the built-ins ignore it."""
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_MODEL_SERVER_WORKERS": "3",
+           "SAGEMAKER_BATCH": "true", "STANDIN_HOST": "127.0.0.9"}
+    settings = standin_settings(env)
+    assert (settings.batch, settings.host, settings.workers) == (False, "127.0.0.9", 3)
+    assert settings.max_request_bytes == 20 * 1024 * 1024
+    app = application(load_stage("knn", trained / "knn", env), settings)
+    params = orjson.loads(app.test_client().get("/execution-parameters").data)
+    assert params == {"MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD",
+                      "MaxPayloadInMB": 20}
+    assert standin_settings({}).workers == 2
