@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import loadgen
 from serving.cli import Parser
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,28 +84,8 @@ def model_times(model_dir: Path, posts: list[str], seconds: float) -> dict[str, 
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
-            conn.request("GET", "/ping")
-            if conn.getresponse().status == 200:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def http_times(model_dir: Path, posts: list[str], seconds: float) -> dict[str, Any]:
-    port = _free_port()
+    port = loadgen.free_port()
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SERVING_STAGE": "classify",
            "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_HOST": HOST,
            "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
@@ -114,7 +94,7 @@ def http_times(model_dir: Path, posts: list[str], seconds: float) -> dict[str, A
         proc = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
-            if not _wait_ready(port, 60):
+            if not loadgen.wait_ready(HOST, port, 60):
                 raise RuntimeError("the server did not answer /ping in 60 s")
             return _http_loop(port, posts, seconds)
         finally:

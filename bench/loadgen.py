@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -12,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _check_host(host: str) -> None:

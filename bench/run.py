@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,17 +72,11 @@ def median_doc(texts: list[str]) -> str:
     return sorted(texts, key=len)[len(texts) // 2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(model_dir: Path, workers: int, floor: bool = False,
                  ) -> tuple[subprocess.Popen, int, float]:
     """Our server (nginx → gunicorn, the model) or the floor (gunicorn → Flask hello world);
     returns the process, its port and seconds from start to the first /ping 200."""
-    port = free_port()
+    port = loadgen.free_port()
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SERVING_HOST": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
            "SERVING_LOG_LEVEL": "INFO"}
@@ -180,7 +173,7 @@ def start_container(image: str, model_dir: Path) -> tuple[str, int, float]:
     """``docker run IMAGE serve`` on host networking, bound to 127.0.0.1 (SageMaker reaches
     containers directly; a published port would add Docker's userland proxy to every request,
     which is not the image's cost). Returns the container id, its port, seconds to first ping."""
-    port = free_port()
+    port = loadgen.free_port()
     started = time.perf_counter()
     cid = subprocess.run(
         ["docker", "run", "-d", "--rm", "--network", "host",
