@@ -196,6 +196,16 @@ def refuse_conversion(aws: Aws, endpoint: str, serverless: bool) -> None:
         raise ScriptError(NO_CONVERSION.format(name=endpoint), 2)
 
 
+def refuse_capture_conflict(args: argparse.Namespace) -> None:
+    """update: --no-data-capture cannot go with the options that set capture up."""
+    given = [o for o, v in (("--data-capture", args.data_capture),
+                            ("--capture-percent", args.capture_percent),
+                            ("--capture-kms-key", args.capture_kms_key)) if v is not None]
+    if args.no_data_capture and given:
+        raise ScriptError(f"--no-data-capture turns capture off; it cannot go with "
+                          f"{' or '.join(given)}", 2)
+
+
 def capture_for_update(args: argparse.Namespace, config: dict[str, Any],
                        variant: dict[str, Any]) -> dict[str, Any] | None:
     """update keeps the current DataCaptureConfig unless --data-capture replaces it or

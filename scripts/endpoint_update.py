@@ -26,6 +26,7 @@ ENV_DISTANCE = "SERVING_KNN_DISTANCE"
 
 
 def update(args: argparse.Namespace) -> int:
+    endpoint_config.refuse_capture_conflict(args)
     aws = Aws.from_args(args)
     name = check_name(args.name)
     sm = aws.client("sagemaker")

@@ -180,6 +180,16 @@ def test_refusals_say_why_and_call_nothing(
     assert offline == []
 
 
+def test_update_refuses_capture_on_and_off_at_once(
+    capsys: pytest.CaptureFixture[str], offline: list[str]
+) -> None:
+    code = endpoints.main(["update", "--name", "x", "--no-data-capture", "--data-capture",
+                           "s3://b/c", "--capture-percent", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot go with --data-capture or --capture-percent" in err, err
+    assert offline == []
+
+
 def test_memory_outside_aws_sizes_is_refused_by_the_parser(
     capsys: pytest.CaptureFixture[str], offline: list[str]
 ) -> None:
