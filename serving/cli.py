@@ -13,11 +13,12 @@ from typing import Any
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :func:`x` -> x
 _LITERAL = re.compile(r"``([^`]+)``")  # ``x`` -> x
+_BLOCK = re.compile(r"(?<=\S)::$", re.MULTILINE)  # "Command line::" -> "Command line:"
 
 
 def plain(text: str) -> str:
-    """``text`` without reStructuredText literal and role markup."""
-    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+    """``text`` without reStructuredText literal, role and literal-block markup."""
+    return _BLOCK.sub(":", _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text)))
 
 
 class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):

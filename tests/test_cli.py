@@ -6,6 +6,17 @@ from serving.cli import Parser, plain
 def test_plain_strips_rst_markup() -> None:
     text = "run ``serve`` via :func:`serving.serve.main`"
     assert plain(text) == "run serve via serving.serve.main"
+    assert plain("Command line::\n\n    tool ::x\n") == "Command line:\n\n    tool ::x\n"
+
+
+@pytest.mark.parametrize("module", ["serving.train", "serving.serve", "scripts.endpoints",
+                                    "scripts.capture", "scripts.batch_transform"])
+def test_module_help_has_no_rst_markup(module: str) -> None:
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert "::\n" not in out and "``" not in out and ":func:" not in out, out
 
 
 def test_help_shows_defaults_and_no_markup(capsys: pytest.CaptureFixture[str]) -> None:
