@@ -13,6 +13,7 @@ declaring a huge shape costs nothing.
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from sagemaker_inference import content_types, encoder
@@ -58,9 +59,12 @@ def decode_rows(body: bytes, n_cols: int | None, max_values: int, max_records: i
     if len(shape) not in (1, 2):
         raise UnprocessableEntity(f"the .npy array has {len(shape)} dimensions; send 2 "
                                   "(one row a record) or 1 (one record)")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count > max_values:
-        raise PayloadTooLarge(f"the .npy array holds {count} values; the limit is {max_values}")
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"the .npy header declares a negative dimension: {shape}")
+    count = math.prod(shape)  # Python ints: a huge declared shape cannot wrap around
+    if count > max_values or max(shape, default=0) > max_values:  # (0, 2**62): no values
+        raise PayloadTooLarge(f"the .npy array of shape {shape} holds {count} values; the "
+                              f"limit is {max_values}")
     data = memoryview(body)[stream.tell():]
     if len(data) != count * dtype.itemsize:
         raise BadRequest(f"the .npy header declares {count * dtype.itemsize} data bytes; the "

@@ -169,3 +169,19 @@ def test_npy_is_not_a_batch_answer(tiny_model_dir: Path, server_factory) -> None
                             env={"SAGEMAKER_BATCH": "true"})
     response = server.post(DOCS[0].encode(), "text/plain", NPY)
     assert response.status_code == 406, response.text
+
+
+@pytest.mark.parametrize(("shape", "error"), [
+    ((2**32, 2**32), PayloadTooLarge),  # 2**64 values: wraps to 0 in int64 arithmetic
+    ((2**63, 2), PayloadTooLarge),
+    ((0, 2**62), PayloadTooLarge),  # no values, but no array of that shape can be made
+    ((2**62, 0), PayloadTooLarge),
+    ((-1, 3), BadRequest),
+])
+def test_declared_shapes_that_overflow_or_make_no_sense_are_4xx(
+        shape: tuple[int, ...], error: type[Exception]) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with pytest.raises(error):
+        npy.decode_rows(buffer.getvalue(), 3, 1 << 22, None)
