@@ -8,10 +8,10 @@ functions that record and fail. No credentials are set; a dry run needs only a r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from aws_helpers import no_aws_config
 
 from scripts import (
     batch_transform,
@@ -30,18 +30,7 @@ ROLE = "arn:aws:iam::123456789012:role/sm"
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, no_network_no_commands: list[str]) -> list[str]:
-    for var in list(os.environ):
-        if var.startswith("AWS_") or var in {
-            "SAGEMAKER_ROLE_ARN",
-            "IMAGE_URI",
-            "ECR_REGISTRY_HOST",
-        }:
-            monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    no_aws_config(monkeypatch, "ECR_REGISTRY_HOST")
     return no_network_no_commands
 
 

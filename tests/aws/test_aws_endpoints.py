@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_helpers import outputs
-
-from scripts import endpoints
+from aws_helpers import run_endpoints as run
+from aws_helpers import sent
 
 pytestmark = pytest.mark.aws
 
@@ -25,17 +24,6 @@ KNN_DATA = "s3://sm-text-test/knn/output/model.tar.gz"
 NTM_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/ntm:1"
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> dict[str, str]:
-    got = endpoints.main(list(argv))
-    captured = capsys.readouterr()
-    assert got == code, captured.err
-    return {**outputs(captured.out), "_err": captured.err}
-
-
-def sent(calls: list[tuple[str, str, dict[str, Any]]], operation: str) -> list[dict[str, Any]]:
-    return [params for _, op, params in calls if op == operation]
 
 
 def leftovers(boto: Any, name: str) -> list[str]:

@@ -8,12 +8,12 @@ and moto in server mode (what a CreateEndpointConfig stores and DescribeEndpoint
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import boto3
 import pytest
-from aws_helpers import outputs
+from aws_helpers import no_aws_config, sent
+from aws_helpers import run_endpoints as run
 from botocore.validate import ParamValidator
 
 from scripts import endpoints
@@ -29,14 +29,7 @@ CAPTURE_HEADER = {"CsvContentTypes": ["text/csv", "text/plain"],
 
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, no_network_no_commands: list[str]) -> list[str]:
-    for var in list(os.environ):
-        if var.startswith("AWS_") or var in {"SAGEMAKER_ROLE_ARN", "IMAGE_URI"}:
-            monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    no_aws_config(monkeypatch)
     return no_network_no_commands
 
 
@@ -200,17 +193,6 @@ def test_memory_outside_aws_sizes_is_refused_by_the_parser(
 
 
 # ---- moto: what CreateEndpointConfig stores, what update and autoscale do with it -------------
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> dict[str, str]:
-    got = endpoints.main(list(argv))
-    captured = capsys.readouterr()
-    assert got == code, captured.err
-    return {**outputs(captured.out), "_err": captured.err}
-
-
-def sent(calls: list[tuple[str, str, dict[str, Any]]], operation: str) -> list[dict[str, Any]]:
-    return [params for _, op, params in calls if op == operation]
 
 
 @pytest.mark.aws
