@@ -2,8 +2,9 @@
 
 A Python dict of 500k unigram and bigram strings costs ~100 bytes a term in every server
 process. Here only the distinct *words* live in a dict; a bigram is the int64 key
-``id(a) * n_words + id(b)`` in a sorted array, found with ``np.searchsorted`` (~16 bytes a
-term, shared by the forked workers, and no bigram strings are built per request).
+``id(a) * n_words + id(b)`` in a :class:`~serving.hashtable.HashTable` (~16 bytes a term plus
+4 a bucket, memory-mapped and shared by the forked workers; no bigram strings are built per
+request).
 Vocabularies with n-grams longer than 2 fall back to a plain dict of terms.
 
 The words are kept as the bytes of ``index_words.txt`` (one per line); the word → id dict is
@@ -20,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-FILES = ("index_words.txt", "index_unigram.npy", "index_bigram_keys.npy",
-         "index_bigram_features.npy")
+from serving.hashtable import HashTable
+
+FILES = ("index_words.txt", "index_unigram.npy")
+BIGRAMS = "index_bigrams"  # the bigram table's files: index_bigrams_{keys,values,offsets}.npy
+# What artifacts written before the table held: the bigram keys sorted, their features.
+SORTED_FILES = ("index_bigram_keys.npy", "index_bigram_features.npy")
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -30,9 +35,18 @@ class TermIndex:
     ngram_range: tuple[int, int]
     word_lines: bytes  # the words in id order, each followed by a newline (UTF-8)
     unigram: np.ndarray  # word id → feature index, or -1
-    bigram_keys: np.ndarray  # sorted int64 keys of the bigram features
-    bigram_features: np.ndarray  # feature index of each key
+    bigrams: HashTable  # int64 bigram key → feature index
     terms: dict[str, int] | None = None  # only for n-grams longer than 2
+
+    @property
+    def bigram_keys(self) -> np.ndarray:
+        """The int64 keys of the bigram features (in table order)."""
+        return self.bigrams.keys[: self.bigrams.size]
+
+    @property
+    def bigram_features(self) -> np.ndarray:
+        """The feature index of each of :attr:`bigram_keys`."""
+        return self.bigrams.values[: self.bigrams.size]
 
     @cached_property
     def words(self) -> dict[str, int]:
@@ -47,7 +61,7 @@ class TermIndex:
     def n_features(self) -> int:
         if self.terms is not None:
             return len(self.terms)
-        return int((self.unigram >= 0).sum()) + self.bigram_keys.size
+        return int((self.unigram >= 0).sum()) + self.bigrams.size
 
     @property
     def compact(self) -> bool:
@@ -56,7 +70,7 @@ class TermIndex:
     @classmethod
     def build(cls, terms: list[str], ngram_range: tuple[int, int]) -> TermIndex:
         if ngram_range[1] > 2:
-            return cls(ngram_range, b"", _EMPTY, _EMPTY, _EMPTY,
+            return cls(ngram_range, b"", _EMPTY, HashTable.build(_EMPTY, _EMPTY),
                        {term: i for i, term in enumerate(terms)})
         words: dict[str, int] = {}
         unigram_pairs: list[tuple[int, int]] = []
@@ -73,9 +87,8 @@ class TermIndex:
             unigram[word_id] = feature
         pairs = np.asarray(bigram_pairs, dtype=np.int64).reshape(-1, 3)
         keys = pairs[:, 0] * len(words) + pairs[:, 1]
-        order = np.argsort(keys, kind="stable")
         lines = "".join(f"{w}\n" for w in words).encode()
-        index = cls(ngram_range, lines, unigram, keys[order], pairs[order, 2])
+        index = cls(ngram_range, lines, unigram, HashTable.build(keys, pairs[:, 2]))
         index.__dict__["words"] = words  # already built (insertion order = id order)
         return index
 
@@ -94,14 +107,11 @@ class TermIndex:
         if low == 1:
             found = self.unigram[ids[ids >= 0]]
             parts.append(found[found >= 0])
-        if high == 2 and ids.size > 1 and self.bigram_keys.size:
+        if high == 2 and ids.size > 1 and self.bigrams.size:
             first, second = ids[:-1], ids[1:]
             known = (first >= 0) & (second >= 0)
-            keys = first[known] * self.n_words + second[known]
-            pos = np.searchsorted(self.bigram_keys, keys)
-            pos[pos == self.bigram_keys.size] = 0
-            hit = self.bigram_keys[pos] == keys
-            parts.append(self.bigram_features[pos[hit]])
+            found = self.bigrams.get(first[known].astype(np.int64) * self.n_words + second[known])
+            parts.append(found[found >= 0])
         if not parts:
             return _EMPTY
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -123,9 +133,7 @@ class TermIndex:
         paths = [directory / name for name in FILES]
         paths[0].write_bytes(self.word_lines)
         np.save(paths[1], self.unigram.astype(np.int32), allow_pickle=False)
-        np.save(paths[2], self.bigram_keys, allow_pickle=False)
-        np.save(paths[3], self.bigram_features.astype(np.int32), allow_pickle=False)
-        return paths
+        return paths + self.bigrams.save(directory, BIGRAMS)
 
     @classmethod
     def load(cls, directory: Path, ngram_range: tuple[int, int]) -> TermIndex | None:
@@ -137,11 +145,21 @@ class TermIndex:
         lines.decode()  # UTF-8, or a ValueError now rather than at first use
         # Memory-mapped as stored (int32 indices, int64 keys): nothing copied, pages shared
         # through the page cache.
-        unigram, keys, features = (np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
-                                   for path in paths[1:])
-        if not all(a.ndim == 1 and a.dtype.kind == "i" for a in (unigram, keys, features)):
+        unigram = np.asarray(np.load(paths[1], mmap_mode="r", allow_pickle=False))
+        if not (unigram.ndim == 1 and unigram.dtype.kind == "i"):
             raise ValueError(f"{directory}: the term index arrays are not integer vectors")
-        if (unigram.shape != (lines.count(b"\n"),) or keys.shape != features.shape
-                or (lines and not lines.endswith(b"\n"))):
+        bigrams = HashTable.load(directory, BIGRAMS)
+        if bigrams is None:  # an artifact from before the table: build it from the sorted keys
+            if not all((directory / name).exists() for name in SORTED_FILES):
+                return None
+            keys, features = (np.load(directory / name, allow_pickle=False)
+                              for name in SORTED_FILES)
+            if not (keys.ndim == features.ndim == 1 and keys.dtype.kind == "i"
+                    and features.dtype.kind == "i" and keys.shape == features.shape):
+                raise ValueError(f"{directory}: the term index arrays are not integer vectors")
+            bigrams = HashTable.build(keys.astype(np.int64), features)
+        if bigrams.keys.dtype != np.int64:
+            raise ValueError(f"{directory}: the bigram keys are not int64")
+        if unigram.shape != (lines.count(b"\n"),) or (lines and not lines.endswith(b"\n")):
             raise ValueError(f"{directory}: the term index files do not agree")
-        return cls(ngram_range, lines, unigram, keys, features)
+        return cls(ngram_range, lines, unigram, bigrams)

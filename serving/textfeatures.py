@@ -13,16 +13,17 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from serving import jsondoc
+from serving.hashtable import HashTable
 from serving.text import Cleaner
 from serving.vectorize import TermVectorizer
-from serving.wordhash import GROUP_BYTES, WordHashes
+from serving.wordhash import GROUP_BYTES, TABLE, WordHashes
 
 
 def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
@@ -48,14 +49,15 @@ def load_cleaner(path: Path) -> Cleaner:
 class TextFeatures:
     cleaner: Cleaner
     vectorizer: TermVectorizer
+    word_table: InitVar[HashTable | None] = None  # the saved WordHashes.table, if any
     direct: bool = field(init=False)
     hashes: WordHashes | None = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, word_table: HashTable | None) -> None:
         self.direct = self.cleaner.letters_only and self.vectorizer.reads_word_tokens
-        self.hashes = self._word_hashes()
+        self.hashes = self._word_hashes(word_table)
 
-    def _word_hashes(self) -> WordHashes | None:
+    def _word_hashes(self, table: HashTable | None = None) -> WordHashes | None:
         """The numpy path's tables, when it gives exactly the plain path's features."""
         cleaner, vectorizer, index = self.cleaner, self.vectorizer, self.vectorizer.index
         if not (self.direct and cleaner.lowercase and not cleaner.lemmatize
@@ -63,7 +65,7 @@ class TextFeatures:
             return None
         stop = set(cleaner.stop_words_) | set(vectorizer.stop_words)
         try:
-            return WordHashes(index, stop, max(cleaner.min_token_len, 2))
+            return WordHashes(index, stop, max(cleaner.min_token_len, 2), table)
         except ValueError:  # words outside [a-z]+, or a hash collision: the plain path
             return None
 
@@ -76,7 +78,8 @@ class TextFeatures:
         if self.hashes is not None:
             prepared = self.cleaner._prepared(text)
             if len(prepared) <= GROUP_BYTES:
-                return self.hashes.one(prepared)
+                features, counts = self.hashes.one(prepared)
+                return np.repeat(features, counts.astype(np.int64))
             return self.hashes.long_document(prepared, 0)[1]
         return self.plain_indices(text)
 
@@ -171,6 +174,11 @@ class TextFeatures:
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""
+        if self.hashes is not None:
+            prepared = self.cleaner._prepared(text)
+            if len(prepared) <= GROUP_BYTES:
+                found, counts = self.hashes.one(prepared)
+                return found, self.vectorizer.weight_row(found, counts)
         found = np.sort(self.indices(text))
         if not found.size:
             return found, np.zeros(0, dtype=np.float64)
@@ -180,9 +188,12 @@ class TextFeatures:
 
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
+        tables = [] if self.hashes is None else self.hashes.table.save(directory, TABLE)
         return [save_cleaner(self.cleaner, directory / "cleaner.json"),
-                *self.vectorizer.save(directory)]
+                *self.vectorizer.save(directory), *tables]
 
     @classmethod
     def load(cls, directory: Path) -> TextFeatures:
-        return cls(load_cleaner(directory / "cleaner.json"), TermVectorizer.load(directory))
+        """The saved features; an artifact without the word table (older ones) builds it."""
+        return cls(load_cleaner(directory / "cleaner.json"), TermVectorizer.load(directory),
+                   HashTable.load(directory, TABLE))

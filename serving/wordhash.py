@@ -9,8 +9,8 @@ and then, in numpy over the whole buffer:
 - token boundaries are where letters start and stop;
 - each token's key is a 64-bit polynomial hash of its bytes (prefix sums modulo 2**64, so a
   token's hash is ``(H[end] - H[start]) * P**-start``) mixed with its length;
-- a sorted array of the vocabulary's word keys (and the stop words', marked to be dropped)
-  gives each token its word id with one ``np.searchsorted``;
+- a :class:`~serving.hashtable.HashTable` of the vocabulary's word keys (and the stop words',
+  marked to be dropped) gives each token its word id;
 - unigram and bigram features follow from the word ids as in :class:`TermIndex.lookup`, with
   bigrams never spanning two documents.
 
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from serving.hashtable import HashTable
 from serving.termindex import TermIndex
 from serving.text import LETTERS
 
@@ -34,12 +35,9 @@ _P = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
 _P_INV = pow(_P, -1, 1 << 64)
 _LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 _SPACE = 32
+_EMPTY = np.zeros(0, dtype=np.int64)
 STOP = -2  # word id of a token to drop (stop word or too short); -1 is an unknown word
-# A bigram key (< n_words**2) and a document number within a group (< 2**20; a group holds at
-# most GROUP_BYTES / 2 documents) packed into one int64.
-_DOC_BITS = 20
-_DOC_MASK = (1 << _DOC_BITS) - 1
-_MAX_SORTED_WORDS = 1 << 21  # n_words**2 << _DOC_BITS stays below 2**63
+TABLE = "wordhash"  # the saved word table's files: wordhash_{keys,values,offsets}.npy
 
 
 def _powers(base: int, n: int) -> np.ndarray:
@@ -122,43 +120,50 @@ def _is_word(word: str) -> bool:
 
 
 class WordHashes:
-    """Word id (or :data:`STOP`) by token key, for one :class:`TermIndex` and stop-word list."""
+    """Word id (or :data:`STOP`) by token key, for one :class:`TermIndex` and stop-word list.
 
-    def __init__(self, index: TermIndex, stop_words: Iterable[str], min_len: int) -> None:
+    ``table``: the saved :attr:`table` of the same index and stop words (a trained artifact
+    holds it: nothing to hash at load); built here when None."""
+
+    def __init__(self, index: TermIndex, stop_words: Iterable[str], min_len: int,
+                 table: HashTable | None = None) -> None:
         lines = index.word_lines
         # Every word [a-z]+ (deleting letters and newlines leaves nothing), one per line.
         if lines.translate(None, _LOWER_LETTERS + b"\n") or b"\n\n" in lines \
                 or lines.startswith(b"\n"):
             raise ValueError("the vocabulary has words that are not lower-case ASCII letters")
-        _, lengths, keys = token_keys(lines.replace(b"\n", b" "))
-        if keys.size != index.n_words:
-            raise ValueError("vocabulary words did not tokenise one to one")
-        ids = np.arange(keys.size, dtype=np.int64)
-        stop = " ".join(w for w in set(stop_words) if _is_word(w)).encode()
-        _, stop_lengths, stop_keys = token_keys(stop)
-        # A stop word is dropped before the vocabulary is consulted, as in the plain path.
-        ids[np.isin(keys, stop_keys)] = STOP
-        keys = np.concatenate([keys, stop_keys])
-        ids = np.concatenate([ids, np.full(stop_keys.size, STOP, dtype=np.int64)])
-        order = np.argsort(keys, kind="stable")
-        keys, ids = keys[order], ids[order]
-        same = keys[1:] == keys[:-1]
-        if np.any(same & ((ids[1:] != STOP) | (ids[:-1] != STOP))):
-            raise ValueError("two vocabulary words share a hash key")
-        first = np.concatenate(([True], ~same))
-        self.keys, self.ids = keys[first], ids[first]
+        stop = sorted(w for w in set(stop_words) if _is_word(w))
+        ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 10)
+        longest = int(np.diff(ends, prepend=-1).max(initial=1)) - 1
+        self.max_len = max(longest, *map(len, stop), 0)
+        self.table = self._table(lines, stop, index.n_words) if table is None else table
+        if self.table.keys.dtype != np.uint64:
+            raise ValueError("the word table's keys are not uint64")
         self.index = index
         self.min_len = min_len
-        self.max_len = int(max(lengths.max(initial=0), stop_lengths.max(initial=0)))
         self.n_words = index.n_words
+        # word id → unigram feature, and a last -1 that an unknown word (id -1) reads
+        self._unigram = np.append(index.unigram, -1).astype(np.int32)
+
+    @staticmethod
+    def _table(lines: bytes, stop: list[str], n_words: int) -> HashTable:
+        _, _, keys = token_keys(lines.replace(b"\n", b" "))
+        if keys.size != n_words:
+            raise ValueError("vocabulary words did not tokenise one to one")
+        ids = np.arange(keys.size, dtype=np.int64)
+        _, _, stop_keys = token_keys(" ".join(stop).encode())
+        # A stop word is dropped before the vocabulary is consulted, as in the plain path.
+        ids[np.isin(keys, stop_keys)] = STOP
+        stop_keys = np.unique(stop_keys[~np.isin(stop_keys, keys)])
+        if np.unique(keys).size != keys.size:
+            raise ValueError("two vocabulary words share a hash key")
+        return HashTable.build(np.concatenate([keys, stop_keys]),
+                               np.concatenate([ids, np.full(stop_keys.size, STOP)]))
 
     def word_ids(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Token start offsets and word ids (-1 unknown) of ``buf``, dropped tokens removed."""
         starts, lengths, keys = token_keys(buf)
-        pos = np.searchsorted(self.keys, keys)
-        pos[pos == self.keys.size] = 0
-        ids = np.where(self.keys[pos] == keys, self.ids[pos], -1) if self.keys.size else \
-            np.full(keys.size, -1, dtype=np.int64)
+        ids = self.table.get(keys)
         ids[lengths > self.max_len] = -1
         ids[lengths < self.min_len] = STOP
         keep = ids != STOP
@@ -181,31 +186,47 @@ class WordHashes:
         if carry is not None and ids.size:
             ids = np.concatenate(([carry], ids))
             docs = np.concatenate((docs[:1], docs))
-        if high == 2 and ids.size > 1 and index.bigram_keys.size:
+        if high == 2 and ids.size > 1 and index.bigrams.size:
             first, second = ids[:-1], ids[1:]
             pair = (first >= 0) & (second >= 0) & (docs[:-1] == docs[1:])
-            keys = first[pair] * self.n_words + second[pair]
-            pair_docs = docs[:-1][pair]
-            if keys.size and self.n_words < _MAX_SORTED_WORDS:
-                # Sorted needles find their places ~2.5x faster in a large array (each search
-                # starts near the last); the document rides in the low bits (docs ascend).
-                base = int(pair_docs[0])
-                packed = np.sort((keys << _DOC_BITS) | (pair_docs - base))
-                keys, pair_docs = packed >> _DOC_BITS, (packed & _DOC_MASK) + base
-            pos = np.searchsorted(index.bigram_keys, keys)
-            pos[pos == index.bigram_keys.size] = 0
-            hit = index.bigram_keys[pos] == keys
-            rows.append(pair_docs[hit])
-            cols.append(index.bigram_features[pos[hit]])
+            found = index.bigrams.get(first[pair].astype(np.int64) * self.n_words + second[pair])
+            hit = found >= 0
+            rows.append(docs[:-1][pair][hit])
+            cols.append(found[hit])
         if not rows:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty
         return np.concatenate(rows), np.concatenate(cols)
 
-    def one(self, prepared: str) -> np.ndarray:
-        """Feature indices (with repeats) of one prepared document of at most a group."""
-        _, ids = self.word_ids(prepared.encode("ascii", "replace").translate(LETTERS))
-        return self.index.lookup_ids(ids)
+    def one(self, prepared: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique feature indices of one prepared document of at most a group, and how
+        often each occurs: :meth:`features` in the fewest numpy calls (each costs ~1 us)."""
+        _, lengths, keys = token_keys(prepared.encode("ascii", "replace").translate(LETTERS))
+        ids = self.table.get(keys)
+        ids[lengths > self.max_len] = -1
+        ids[lengths < self.min_len] = STOP
+        ids = ids[ids != STOP]
+        index = self.index
+        low, high = index.ngram_range
+        # -1 (unknown) reads the -1 appended to the unigram map.
+        found = [self._unigram[ids]] if low == 1 else []
+        if high == 2 and ids.size > 1 and index.bigrams.size:
+            first, second = ids[:-1], ids[1:]
+            keys = first.astype(np.int64) * self.n_words + second
+            keys[(first | second) < 0] = -1  # a pair with an unknown word: no key of ours
+            found.append(index.bigrams.get(keys))
+        if not found:
+            return _EMPTY, np.zeros(0, dtype=np.float64)
+        features = np.concatenate(found) if len(found) > 1 else found[0]
+        features.sort()
+        features = features[np.searchsorted(features, 0):]  # the misses (-1) sort first
+        if not features.size:
+            return _EMPTY, np.zeros(0, dtype=np.float64)
+        edge = np.empty(features.size + 1, dtype=bool)
+        edge[0] = edge[-1] = True
+        np.not_equal(features[1:], features[:-1], out=edge[1:-1])
+        edges = np.flatnonzero(edge)
+        return features[edges[:-1]], np.diff(edges).astype(np.float64)
 
     def long_document(self, prepared: str, row: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`group` of one prepared document longer than a group, a slice of about

@@ -38,3 +38,29 @@ def test_compact_lookup_equals_a_term_dict(tmp_path) -> None:
             assert np.array_equal(np.sort(loaded.lookup(probe)), np.sort(index.lookup(probe)))
         else:
             assert saved == []
+
+
+def test_an_index_saved_before_the_bigram_table_still_loads(tmp_path) -> None:
+    # Older artifacts hold the bigram keys sorted and their features; the table is built.
+    rng = random.Random(1)
+    words = [f"w{i}" for i in range(40)]
+    terms = sorted(set(words) | {f"{rng.choice(words)} {rng.choice(words)}" for _ in range(200)})
+    index = TermIndex.build(terms, (1, 2))
+    index.save(tmp_path)
+    for part in ("keys", "values", "offsets"):
+        (tmp_path / f"index_bigrams_{part}.npy").unlink()
+    assert TermIndex.load(tmp_path, (1, 2)) is None  # neither form: the caller builds from terms
+    order = np.argsort(index.bigram_keys)
+    np.save(tmp_path / "index_bigram_keys.npy", index.bigram_keys[order])
+    np.save(tmp_path / "index_bigram_features.npy", index.bigram_features[order])
+    loaded = TermIndex.load(tmp_path, (1, 2))
+    assert loaded is not None and loaded.n_features == len(terms)
+    for _ in range(30):
+        tokens = [rng.choice([*words, "unknown"]) for _ in range(rng.randint(0, 30))]
+        assert sorted(loaded.lookup(tokens).tolist()) == _reference(terms, tokens, (1, 2))
+
+
+def test_empty_bigram_vocabulary() -> None:
+    index = TermIndex.build(["orbit", "shuttle"], (1, 2))
+    assert index.bigrams.size == 0 and index.n_features == 2
+    assert sorted(index.lookup(["orbit", "shuttle", "orbit"]).tolist()) == [0, 0, 1]

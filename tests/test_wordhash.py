@@ -6,12 +6,21 @@ import pytest
 
 from serving.artifact import Model
 from serving.data import load_splits
+from serving.hashtable import HashTable
 from serving.hyperparameters import parse
 from serving.termindex import TermIndex
 from serving.text import LETTERS, _drop_words
 from serving.textfeatures import TextFeatures
 from serving.train import fit_classifier
-from serving.wordhash import GROUP_BYTES, LOWER, WordHashes, drop_marked_words, token_keys
+from serving.wordhash import (
+    GROUP_BYTES,
+    LOWER,
+    STOP,
+    TABLE,
+    WordHashes,
+    drop_marked_words,
+    token_keys,
+)
 from tests.conftest import DATA_TGZ, need_real_data
 
 TRICKY = [
@@ -113,3 +122,31 @@ def test_numpy_path_equals_the_plain_path_on_20news(real_model_dir: Path) -> Non
     texts = load_splits(str(DATA_TGZ)).test.texts
     expected, _ = _plain(features, texts)
     assert (features.transform(texts) != expected).nnz == 0
+
+
+def test_the_saved_word_table_is_used_and_an_artifact_without_it_loads(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    saved = _features(tiny_model_dir)
+    stored = HashTable.load(tiny_model_dir / "classifier", TABLE)
+    assert stored is not None and saved.hashes is not None
+    assert np.array_equal(saved.hashes.table.keys, stored.keys)  # loaded, not rebuilt
+    old = tmp_path / "classifier"
+    shutil.copytree(tiny_model_dir / "classifier", old)
+    for part in ("keys", "values", "offsets"):
+        (old / f"{TABLE}_{part}.npy").unlink()
+    rebuilt = TextFeatures.load(old)
+    assert rebuilt.hashes is not None
+    texts = [*TRICKY, "orbit shuttle launch nasa moon rocket"]
+    assert (rebuilt.transform(texts) != saved.transform(texts)).nnz == 0
+
+
+def test_word_table_maps_words_and_stop_words() -> None:
+    index = TermIndex.build(["orbit", "shuttle", "the", "orbit shuttle"], (1, 2))
+    hashes = WordHashes(index, ["the", "and", "x9"], 2)
+    _, _, keys = token_keys(b"orbit the and shuttle zzz")
+    assert hashes.table.get(keys).tolist() == [index.words["orbit"], STOP, STOP,
+                                               index.words["shuttle"], -1]
+    empty = WordHashes(TermIndex.build([], (1, 2)), [], 2)
+    assert empty.word_ids(b"orbit shuttle")[1].tolist() == [-1, -1]
