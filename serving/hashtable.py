@@ -4,11 +4,11 @@
 steps per key. Here the keys are grouped by bucket (the top bits of ``key * odd constant``,
 Fibonacci hashing, Knuth TAOCP vol. 3 §6.4) and an ``offsets`` array says where each bucket
 starts. A lookup gathers, for every query, the ``width`` keys from its bucket's start
-(``width`` = the largest bucket) and compares: two gathers and a few element-wise operations,
-whatever the number of keys. The key array ends with ``width`` copies of its first entries, so
-a window never runs off the end; since keys are unique, a key equal to the query anywhere in the
-window (its bucket's or a neighbour's, or a copy) is the query's own entry, so the value next to
-it is the answer.
+(``width`` = the largest bucket rounded up to 8: for 8, the hits of a window are one uint64)
+and compares: three gathers and a few element-wise operations, whatever the number of keys.
+The key array ends with ``width`` copies of real entries, so a window never runs off the end;
+since keys are unique, a key equal to the query anywhere in the window (its bucket's or a
+neighbour's, or a copy) is the query's own entry, so the value next to it is the answer.
 
 The three arrays are saved as ``.npy`` files and memory-mapped at load (nothing rebuilt,
 pages shared by every process through the page cache).
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
 PARTS = ("keys", "values", "offsets")
@@ -52,8 +51,11 @@ class HashTable:
                 or int(offsets[0]) != 0 or np.any(offsets[1:] < offsets[:-1]):
             raise ValueError("hash table offsets do not fit its keys")
         object.__setattr__(self, "_shift", np.uint64(64 - (buckets.bit_length() - 1)))
-        # Row i is keys[i : i + width] (a view): one gather fetches every query's window.
-        object.__setattr__(self, "_windows", sliding_window_view(keys, width))
+        # Item i is the bytes of keys[i : i + width] (a view): one gather of whole items fetches
+        # every query's window (~8x faster than fancy-indexing a 2-D window view).
+        windows = np.ndarray(shape=(keys.size - width + 1,), dtype=np.dtype((np.void, 8 * width)),
+                             buffer=np.ascontiguousarray(keys), strides=(8,))
+        object.__setattr__(self, "_windows", windows)
 
     @property
     def size(self) -> int:
@@ -104,11 +106,17 @@ class HashTable:
         if not self.size:
             return np.full(queries.size, missing, dtype=np.int32)
         start = self.offsets[self._bucket(queries, self._shift)]
-        hit = self._windows[start] == queries[:, None]
-        # A window is a multiple of 8 keys: its hits, as uint64 words, are 0 for a miss.
-        found = (hit.view(np.uint64) != 0).any(axis=1) if self.width > 8 else \
-            hit.view(np.uint64)[:, 0] != 0
-        return np.where(found, self.values[start + hit.argmax(axis=1)], np.int32(missing))
+        width = self.width
+        hit = self._windows[start].view(self.keys.dtype).reshape(-1, width) == queries[:, None]
+        if width == 8:  # the usual window: its 8 hit bytes are one uint64 word per query
+            word = hit.view(np.uint64)[:, 0]
+            found = word != 0
+            # Which byte is set (the highest, if a window holds a key twice: the same entry):
+            # byte j is the bit 8j, whose float64 exponent is 1023 + 8j.
+            at = (((word.astype(np.float64).view(np.int64) >> 52) + 1) >> 3) & 7
+        else:
+            found, at = hit.any(axis=1), hit.argmax(axis=1)
+        return np.where(found, self.values[start + at], np.int32(missing))
 
     def save(self, directory: Path, name: str) -> list[Path]:
         paths = [directory / f"{name}_{part}.npy" for part in PARTS]

@@ -167,10 +167,7 @@ class TextFeatures:
         if self.hashes is None:
             return self.vectorizer.transform_indices([self.indices(t) for t in texts])
         rows, cols = self.pairs(texts)
-        data = np.ones(rows.size, dtype=np.float64)
-        X = sp.csr_matrix((data, (rows, cols)), shape=(len(texts), self.n_features))
-        X.sum_duplicates()  # counts; also sorts indices
-        return self.vectorizer.weight(X)
+        return self.vectorizer.weight_pairs(rows, cols, len(texts))
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""

@@ -108,22 +108,54 @@ class TermVectorizer:
 
     def weight(self, X: sp.csr_matrix) -> sp.csr_matrix:
         """Apply binary/sublinear tf, idf and row normalisation to a count matrix."""
-        if self.binary:
-            X.data[:] = 1.0
-        if self.sublinear_tf:
-            np.log(X.data, out=X.data)
-            X.data += 1.0
-        if self.idf is not None:
-            X.data *= self.idf[X.indices]
-        if self.norm is not None:
-            if self.norm == "l2":
-                sq = X.multiply(X).sum(axis=1).A1
-                scale = np.sqrt(sq)
-            else:
-                scale = np.abs(X).sum(axis=1).A1
-            scale[scale == 0.0] = 1.0
-            X.data /= np.repeat(scale, np.diff(X.indptr))
+        self._weigh(X.data, X.indices, X.indptr)
         return X
+
+    def weight_pairs(self, rows: np.ndarray, features: np.ndarray, n_rows: int,
+                     ) -> sp.csr_matrix:
+        """:meth:`weight` of the count matrix of (row, feature) pairs given with repeats, in any
+        order: each pair packed into one int64 and sorted once (instead of coo → csr, summing
+        duplicates and sorting each row's indices); the same matrix, bit for bit."""
+        n = self.n_features
+        packed = rows.astype(np.int64) * n + features
+        packed.sort()
+        edge = np.empty(packed.size + 1, dtype=bool)
+        edge[0] = edge[-1] = True
+        np.not_equal(packed[1:], packed[:-1], out=edge[1:-1])
+        edges = np.flatnonzero(edge)
+        unique = packed[edges[:-1]]
+        data = np.diff(edges).astype(np.float64)
+        row = unique // n
+        indices = (unique - row * n).astype(np.int32 if n < 2**31 else np.int64)
+        indptr = np.zeros(n_rows + 1, dtype=indices.dtype if data.size < 2**31 else np.int64)
+        np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+        self._weigh(data, indices, indptr)
+        X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n))
+        X.has_sorted_indices = True
+        X.has_canonical_format = True
+        return X
+
+    def _weigh(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> None:
+        """:meth:`weight` on CSR arrays with sorted, unique indices, in place."""
+        if self.binary:
+            data[:] = 1.0
+        if self.sublinear_tf:
+            np.log(data, out=data)
+            data += 1.0
+        if self.idf is not None:
+            data *= self.idf[indices]
+        if self.norm is not None:
+            # Row sums as scipy's ``X.multiply(X).sum(axis=1)`` takes them (np.add.reduceat over
+            # the non-empty rows), so the numbers are the same to the last bit.
+            size = data * data if self.norm == "l2" else np.abs(data)
+            scale = np.zeros(indptr.size - 1, dtype=np.float64)
+            rows = np.flatnonzero(np.diff(indptr))
+            if rows.size:
+                scale[rows] = np.add.reduceat(size, indptr[rows])
+            if self.norm == "l2":
+                np.sqrt(scale, out=scale)
+            scale[scale == 0.0] = 1.0
+            data /= np.repeat(scale, np.diff(indptr))
 
     def weight_row(self, indices: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """:meth:`weight` for one document given as sorted unique indices and their counts."""

@@ -43,3 +43,48 @@ def test_vocab_file_must_match(tmp_path) -> None:
     (tmp_path / "vocab.txt").write_text("only\n")
     with pytest.raises(ValueError, match=r"vocab\.txt"):
         TermVectorizer.load(tmp_path)
+
+
+def _weight_as_before(vectorizer: TermVectorizer, X):
+    """TermVectorizer.weight as it was written with scipy's row sums (the reference)."""
+    X = X.copy()
+    if vectorizer.binary:
+        X.data[:] = 1.0
+    if vectorizer.sublinear_tf:
+        np.log(X.data, out=X.data)
+        X.data += 1.0
+    if vectorizer.idf is not None:
+        X.data *= vectorizer.idf[X.indices]
+    if vectorizer.norm is not None:
+        scale = np.sqrt(X.multiply(X).sum(axis=1).A1) if vectorizer.norm == "l2" else \
+            np.abs(X).sum(axis=1).A1
+        scale[scale == 0.0] = 1.0
+        X.data /= np.repeat(scale, np.diff(X.indptr))
+    return X
+
+
+@pytest.mark.parametrize("settings", [
+    {"sublinear_tf": True, "norm": "l2"}, {"norm": "l1"}, {"binary": True, "norm": "l2"},
+    {"norm": None}, {"sublinear_tf": True, "norm": None, "idf": False},
+])
+def test_weight_pairs_equals_the_coo_path_bit_for_bit(settings: dict) -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    n_features, n_rows = 1000, 60
+    idf = None if settings.pop("idf", True) is False else rng.uniform(1, 9, n_features)
+    vectorizer = TermVectorizer([f"t{i}" for i in range(n_features)], idf=idf, **settings)
+    rows = np.repeat(rng.integers(0, n_rows, 300), rng.integers(1, 9, 300))  # some rows empty
+    cols = rng.integers(0, n_features, rows.size)
+    shuffle = rng.permutation(rows.size)
+    rows, cols = rows[shuffle], cols[shuffle]
+    X = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_rows, n_features))
+    X.sum_duplicates()
+    expected = _weight_as_before(vectorizer, X)
+    got = vectorizer.weight_pairs(rows, cols, n_rows)
+    assert got.has_canonical_format and got.shape == expected.shape
+    assert np.array_equal(got.indptr, expected.indptr)
+    assert np.array_equal(got.indices, expected.indices)
+    assert np.array_equal(got.data, expected.data)  # the same bits, not just close
+    empty = vectorizer.weight_pairs(rows[:0], cols[:0], 3)
+    assert empty.shape == (3, n_features) and empty.nnz == 0
