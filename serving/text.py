@@ -10,31 +10,27 @@ WordNet (from ``NLTK_DATA``), loaded only when a cleaner lemmatizes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
+
+from serving.headers import (  # noqa: F401  (split_headers and subject_of lived here)
+    KNOWN_HEADERS,
+    MAX_HEADER_CHARS,
+    split_headers,
+    subject_of,
+)
 
 STOPWORD_SOURCES = ("sklearn", "nltk", "none")
 # Headers whose values carry topic words. Routing headers (Path, Xref, Newsgroups, Message-ID,
 # References, NNTP-Posting-Host, Lines, ...) are dropped: Newsgroups would leak the label.
 DEFAULT_KEEP_HEADERS = ("subject", "from", "organization", "keywords", "summary")
 
-KNOWN_HEADERS = frozenset({
-    "from", "subject", "newsgroups", "path", "date", "message-id", "organization", "lines",
-    "references", "sender", "reply-to", "nntp-posting-host", "xref", "distribution",
-    "keywords", "summary", "article-i.d.", "followup-to", "to", "cc", "x-newsreader",
-})
 PARAMS = ("skip_lines", "headers", "keep_headers", "lowercase", "remove_emails", "remove_urls",
           "letters_only", "stopwords", "min_token_len", "lemmatize")
 # bytes.translate table: ASCII letters stay, every other byte becomes a space.
 LETTERS = bytes(c if chr(c).isascii() and chr(c).isalpha() else 32 for c in range(256))
-_SUBJECT = re.compile(r"^Subject:[ \t]*(.*)$", re.MULTILINE | re.IGNORECASE)
-_HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
 CHUNK_CHARS = 1 << 17
-# Longest header block read as headers (real ones are a few KB); a longer one is body text, so
-# a folded "header" of millions of lines never becomes millions of strings.
-MAX_HEADER_CHARS = 1 << 20  # characters tokenized at a time (see Cleaner.token_chunks)
 
 
 def _drop_words(text: str, emails: bool, urls: bool) -> str:
@@ -118,52 +114,6 @@ def lemma(word: str) -> str:
     """WordNet lemma (noun, then verb) of a lower-case word, cached per process."""
     noun = _lemmatize(word, "n")
     return noun if noun != word else _lemmatize(word, "v")
-
-
-def split_headers(text: str) -> tuple[list[tuple[str, str]], str]:
-    """Split a Usenet message into ``(name, value)`` headers and the body.
-
-    A header block is recognised only when the first line looks like ``Name: value``; it ends
-    at the first blank line and is at most ``MAX_HEADER_CHARS`` long. Continuation lines
-    (starting with white space) extend the value.
-    """
-    if not _HEADER_LINE.match(text):
-        return [], text
-    head, sep, body = text.partition("\n\n")
-    if not sep:
-        head, body = text, ""
-    if len(head) > MAX_HEADER_CHARS:  # no real header block is this long: it is text
-        return [], text
-    # Each header's value as a list of parts, joined once at the end: appending to a string per
-    # continuation line would copy it every time (quadratic in a long folded header).
-    parts: list[tuple[str, list[str]]] = []
-    for line in head.splitlines():
-        if line[:1] in (" ", "\t") and parts:
-            parts[-1][1].append(line.strip())
-        elif _HEADER_LINE.match(line):
-            name, _, value = line.partition(":")
-            parts.append((name.strip().lower(), [value.strip()]))
-        else:  # not a header block after all
-            return [], text
-    headers = [(name, " ".join(values)) for name, values in parts]
-    if not any(name in KNOWN_HEADERS for name, _ in headers):
-        return [], text  # "Question: why ..." is text, not a header
-    return headers, body
-
-
-def subject_of(text: str) -> str:
-    """The Subject header of a message, or its first non-empty line."""
-    headers, body = split_headers(text)
-    for name, value in headers:
-        if name == "subject":
-            return value
-    found = _SUBJECT.search(text[:4000])
-    if found:
-        return found.group(1).strip()
-    for line in body.splitlines():
-        if line.strip():
-            return line.strip()[:200]
-    return ""
 
 
 class Cleaner:

@@ -107,3 +107,56 @@ def test_serving_imports_neither_sklearn_nor_nltk() -> None:
             "print(sorted(m for m in ('sklearn', 'nltk') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _split_headers_line_by_line(text: str) -> tuple[list[tuple[str, str]], str]:
+    """split_headers as it was written before the one-regex path (the reference)."""
+    from serving.headers import _HEADER_LINE, KNOWN_HEADERS, MAX_HEADER_CHARS
+
+    if not _HEADER_LINE.match(text):
+        return [], text
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        head, body = text, ""
+    if len(head) > MAX_HEADER_CHARS:
+        return [], text
+    parts: list[tuple[str, list[str]]] = []
+    for line in head.splitlines():
+        if line[:1] in (" ", "\t") and parts:
+            parts[-1][1].append(line.strip())
+        elif _HEADER_LINE.match(line):
+            name, _, value = line.partition(":")
+            parts.append((name.strip().lower(), [value.strip()]))
+        else:
+            return [], text
+    headers = [(name, " ".join(values)) for name, values in parts]
+    if not any(name in KNOWN_HEADERS for name, _ in headers):
+        return [], text
+    return headers, body
+
+
+def test_split_headers_equals_the_line_loop_on_generated_blocks() -> None:
+    import random
+
+    rng = random.Random(7)
+    pieces = ["From: a@b.edu", "Subject: Re: orbit", "X-Odd-9: v", "Question: why", "Lines: 3",
+              " folded", "\tfolded", "  ", "", "not a header", "Keywords:", "Subject:x\u00a0 ",
+              "9bad: x", "Sub ject: x", "a:", "From: x\r", "Organization: U\x0cV", "To: \u2028y",
+              "Summary:\x1c s \x1d", "cc: \x85z", "Path: a!b"]
+    for _ in range(3000):
+        lines = [rng.choice(pieces) for _ in range(rng.randint(0, 8))]
+        text = rng.choice(["\n", "\r\n", "\n\n"]).join(lines) + rng.choice(
+            ["", "\n", "\n\nbody text", "\n\n\nbody", "\nbody"])
+        assert split_headers(text) == _split_headers_line_by_line(text), repr(text)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_split_headers_equals_the_line_loop_on_20news() -> None:
+    from serving.data import load_splits
+    from tests.conftest import DATA_TGZ, need_real_data
+
+    need_real_data()
+    splits = load_splits(str(DATA_TGZ))
+    for text in [*splits.train.texts, *splits.test.texts]:
+        assert split_headers(text) == _split_headers_line_by_line(text)
