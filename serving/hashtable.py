@@ -23,6 +23,7 @@ import numpy as np
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
 PARTS = ("keys", "values", "offsets")
+_FEW = 2048  # fewer queries than this: the variant of a lookup with the fewest numpy calls
 MAX_WIDTH = 32  # largest bucket (~8 for a million random keys in as many buckets)
 
 
@@ -111,9 +112,12 @@ class HashTable:
         if width == 8:  # the usual window: its 8 hit bytes are one uint64 word per query
             word = hit.view(np.uint64)[:, 0]
             found = word != 0
-            # Which byte is set (the highest, if a window holds a key twice: the same entry):
-            # byte j is the bit 8j, whose float64 exponent is 1023 + 8j.
-            at = (((word.astype(np.float64).view(np.int64) >> 52) + 1) >> 3) & 7
+            if queries.size < _FEW:
+                at = hit.argmax(axis=1)  # one call (each costs ~1 us: few queries)
+            else:  # cheaper per query than argmax over rows of 8
+                # Which byte is set (the highest, if a window holds a key twice: the same
+                # entry): byte j is the bit 8j, whose float64 exponent is 1023 + 8j.
+                at = (((word.astype(np.float64).view(np.int64) >> 52) + 1) >> 3) & 7
         else:
             found, at = hit.any(axis=1), hit.argmax(axis=1)
         return np.where(found, self.values[start + at], np.int32(missing))

@@ -63,17 +63,15 @@ class _Tables:
 
 def token_keys(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start offsets, lengths and keys of the letter runs of ``buf`` (letters and spaces only)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
-    letter = np.empty(a.size + 2, dtype=np.int8)
-    letter[0] = letter[-1] = 0
-    np.not_equal(a, _SPACE, out=letter[1:-1])
-    edges = np.flatnonzero(np.diff(letter))
-    starts, ends = edges[0::2], edges[1::2]
-    power, inverse = _Tables.get(a.size + 1)
-    prefix = np.zeros(a.size + 1, dtype=np.uint64)
-    np.cumsum(a * power[: a.size], out=prefix[1:])
-    lengths = ends - starts
-    keys = (prefix[ends] - prefix[starts]) * inverse[starts]
+    a = np.frombuffer(b" " + buf + b" ", dtype=np.uint8)  # a[i + 1] is buf[i]
+    letter = a != _SPACE
+    edges = np.flatnonzero(letter[1:] != letter[:-1])  # run starts and ends alternate (buf's)
+    power, inverse = _Tables.get(a.size)
+    prefix = np.cumsum(a * power[: a.size])  # prefix[i + 1] - prefix[j + 1]: P**(j+1) x buf[j:i]
+    at = prefix[edges]
+    starts = edges[0::2]
+    lengths = edges[1::2] - starts
+    keys = (at[1::2] - at[0::2]) * inverse[starts + 1]
     keys += lengths.astype(np.uint64) * _LENGTH_MIX
     return starts, lengths, keys
 

@@ -75,3 +75,13 @@ def test_missing_or_inconsistent_files(tmp_path: Path) -> None:
     np.save(tmp_path / "t_values.npy", table.values.astype(np.int64))
     with pytest.raises(ValueError):
         HashTable.load(tmp_path, "t")
+
+
+def test_many_queries_into_a_table_whose_windows_repeat_keys() -> None:
+    # Three keys: the window (8) holds each of them several times (the copies after the end);
+    # thousands of queries take the lookup's per-query variant (no argmax).
+    keys = np.array([11, 22, 33], dtype=np.int64)
+    table = HashTable.build(keys, np.array([1, 2, 3]))
+    queries = np.tile(np.array([22, 11, 5, 33], dtype=np.int64), 1000)
+    assert np.array_equal(table.get(queries), np.tile([2, 1, -1, 3], 1000))
+    assert np.array_equal(table.get(queries[:4]), [2, 1, -1, 3])

@@ -150,3 +150,18 @@ def test_word_table_maps_words_and_stop_words() -> None:
                                                index.words["shuttle"], -1]
     empty = WordHashes(TermIndex.build([], (1, 2)), [], 2)
     assert empty.word_ids(b"orbit shuttle")[1].tolist() == [-1, -1]
+
+
+def test_token_keys_are_the_polynomial_hash_of_each_run() -> None:
+    from serving.wordhash import _LENGTH_MIX, _P
+
+    rng = random.Random(5)
+    buf = " ".join("".join(rng.choice("abcxyz") for _ in range(rng.randint(1, 30)))
+                   for _ in range(200)).encode()
+    starts, lengths, keys = token_keys(b"  " + buf + b" ")
+    words = buf.split()
+    assert [int(s) for s in starts[:2]] == [2, 3 + len(words[0])]
+    for word, length, key in zip(words, lengths.tolist(), keys.tolist(), strict=True):
+        expected = sum(c * pow(_P, i, 1 << 64) for i, c in enumerate(word))
+        assert length == len(word)
+        assert key == (expected + len(word) * int(_LENGTH_MIX)) % (1 << 64)
