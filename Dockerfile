@@ -102,7 +102,7 @@ COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
 # Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
 # and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
 RUN chmod 0755 /usr/local/bin/sm-entrypoint \
-    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, PIL, sagemaker_inference.encoder" \
+    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, sagemaker_inference.encoder" \
     && ! python -c "import boto3" 2>/dev/null \
     && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \
