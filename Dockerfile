@@ -35,14 +35,36 @@ RUN python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version'
     && python3 -m venv /opt/venv
 COPY requirements/lock.txt /tmp/requirements/lock.txt
 COPY wheels/ /tmp/wheels/
-# --require-hashes also makes pip refuse a dependency that the lock does not list.
+# --require-hashes also makes pip refuse a dependency that the lock does not list. Byte-compiled
+# below, once the venv holds only what the runtime keeps (--no-compile here).
 RUN /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels --only-binary :all: \
-        --require-hashes -r /tmp/requirements/lock.txt \
+        --no-compile --require-hashes -r /tmp/requirements/lock.txt \
     # Runtime needs neither pip nor setuptools (ensurepip's old copies only draw scanner findings).
     && /opt/venv/bin/python -m pip uninstall -y -q setuptools pip \
-    # Packages' own test suites are not needed to serve.
+    # Packages' own test suites are not needed to serve (numpy.testing stays: importing scipy
+    # touches every public numpy submodule).
     && find /opt/venv/lib/python3.11/site-packages -depth -type d \
-        \( -name tests -o -path '*/nltk/test' \) -exec rm -rf {} + \
+        \( -name tests -o -path '*/nltk/test' -o -path '*/joblib/test' \
+           -o -path '*/google/protobuf/testdata' \) -exec rm -rf {} + \
+    # Only compiling or type-checking against these packages reads their C/C++/Cython sources,
+    # headers and type stubs (~4.6 MB, mostly numpy's and scipy's).
+    && find /opt/venv/lib/python3.11/site-packages -type f \( -name '*.pyi' -o -name '*.pxd' \
+        -o -name '*.pyx' -o -name '*.pxi' -o -name '*.c' -o -name '*.cpp' -o -name '*.h' \
+        -o -name '*.hpp' \) -delete \
+    # auditwheel vendors the same libgfortran build into numpy.libs and scipy.libs (2.8 MB): a
+    # byte-identical copy becomes a symlink to numpy's (same soname: the loader maps it once
+    # anyway). Shared objects are otherwise left as shipped: strip(1) broke OpenBLAS before.
+    && cd /opt/venv/lib/python3.11/site-packages \
+    && for lib in scipy.libs/* scikit_learn.libs/*; do \
+        twin=numpy.libs/${lib#*/}; \
+        if [ -f "$lib" ] && [ ! -L "$lib" ] && [ -f "$twin" ] && cmp -s "$lib" "$twin"; then \
+            ln -sf "../$twin" "$lib"; fi; done \
+    # The container never writes bytecode (PYTHONDONTWRITEBYTECODE, read-only root file systems):
+    # every module is compiled here, by the image's own interpreter. unchecked-hash .pyc are used
+    # whatever the sources' mtimes (a build that normalises timestamps, e.g. BuildKit's
+    # rewrite-timestamp, would otherwise leave timestamp-checked .pyc stale: each start would
+    # compile from source). https://docs.python.org/3.11/library/compileall.html
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash . \
     && rm -rf /tmp/wheels /tmp/requirements /root/.cache
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +85,7 @@ COPY wheels/six-*.whl wheels/sagemaker_inference-*.tar.gz /tmp/wheels/
 RUN /tmp/tools/bin/pip wheel -q --no-index --find-links /tmp/wheels --no-deps --no-build-isolation \
         --require-hashes -r /tmp/requirements/nodeps.txt -w /tmp/dist-nodeps \
     && /tmp/tools/bin/pip --python /opt/venv/bin/python install -q --no-index --no-deps \
-        --no-warn-script-location --root /staging /tmp/dist-nodeps/*.whl
+        --no-compile --no-warn-script-location --root /staging /tmp/dist-nodeps/*.whl
 COPY pyproject.toml README.m[d] /tmp/src/
 COPY serving/ /tmp/src/serving/
 RUN cd /tmp/src \
@@ -71,8 +93,11 @@ RUN cd /tmp/src \
     && { [ -f README.md ] || : > README.md; } \
     && /tmp/tools/bin/pip wheel -q --no-index --no-deps --no-build-isolation -w /tmp/dist . \
     && /tmp/tools/bin/pip --python /opt/venv/bin/python install -q --no-index --no-deps \
-        --no-warn-script-location --root /staging /tmp/dist/*.whl \
-    && test -d /staging/opt/venv/lib/python3.11/site-packages/serving
+        --no-compile --no-warn-script-location --root /staging /tmp/dist/*.whl \
+    && test -d /staging/opt/venv/lib/python3.11/site-packages/serving \
+    # Compiled as the deps stage's packages are (unchecked-hash), with the paths they run from.
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+        -s /staging -p / /staging/opt/venv/lib/python3.11/site-packages
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -102,7 +127,7 @@ COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
 # Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
 # and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
 RUN chmod 0755 /usr/local/bin/sm-entrypoint \
-    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, PIL, sagemaker_inference.encoder" \
+    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, sagemaker_inference.encoder" \
     && ! python -c "import boto3" 2>/dev/null \
     && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \
@@ -110,6 +135,10 @@ RUN chmod 0755 /usr/local/bin/sm-entrypoint \
     && sm-entrypoint --help >/dev/null \
     && python -m serving.front_end \
     && setpriv --reuid 1000 --regid 1000 --clear-groups python -m serving.front_end \
+    # Every module `serve` and `train` import comes from a .pyc ("code object from X.py": one
+    # compiled from source at each start).
+    && ! python -v -c "import serving.serve, serving.app, serving.train" 2>&1 \
+        | grep -E "^# code object from [^']*[.]py\$" \
     && for tool in gcc cc c++ clang make; do ! command -v "$tool" >/dev/null || exit 1; done \
     && rm -rf /root/.cache /tmp/*
 

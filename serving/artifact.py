@@ -15,7 +15,6 @@ artifact, and every file's hash is checked before it is parsed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -25,9 +24,10 @@ from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from serving import jsondoc
+from serving import digests, jsondoc
 from serving.catalog import Catalog
 from serving.classifier import TextClassifier
+from serving.digests import sha256_file
 from serving.errors import ModelLoadError
 from serving.featurizer import NtmFeaturizer
 
@@ -46,14 +46,6 @@ def runtime_versions() -> dict[str, str]:
     # From package metadata: importing nltk itself costs ~2 s of start-up.
     return {"python": platform.python_version(),
             **{name: version(name) for name in ("numpy", "scipy", "scikit-learn", "nltk")}}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _release(version: str, parts: int) -> tuple[str, ...]:
@@ -151,7 +143,7 @@ def verify(model_dir: Path) -> dict[str, Any]:
         file = confined(model_dir, name)
         if not file.is_file():
             raise ModelLoadError(f"{model_dir}: {name} is listed in the manifest but missing")
-        if sha256_file(file) != expected:
+        if digests.sha256(file) != expected:  # prefetched during start-up (serving.serve)
             raise ModelLoadError(
                 f"{model_dir}: {name} does not match its sha256 in the manifest "
                 "(corrupted or tampered with); refusing to load"

@@ -1,4 +1,7 @@
-"""Evaluation report: metrics.json, a per-class report and a confusion-matrix PNG (Pillow)."""
+"""Evaluation report: metrics.json, a per-class report and a confusion-matrix SVG.
+
+The SVG is written as text (no imaging library in the image: Pillow was ~21 MB for this one
+picture); any browser or image viewer renders it, and it stays readable as text in a diff."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 
@@ -29,34 +32,40 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]) -> dic
     }
 
 
-def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
+def confusion_svg(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
                   path: Path, cell: int = 28) -> Path:
     """A heat map of row-normalised counts, with counts in the cells and class names."""
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
     n = len(names)
-    font = ImageFont.load_default()
-    margin = 8 + 7 * max(len(s) for s in names)
-    size = (margin + n * cell + 10, margin + n * cell + 30)
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
-    share = matrix / rows
+    margin = 12 + 7 * max((len(s) for s in names), default=1)
+    width, height = margin + n * cell + 10, margin + n * cell + 30
+    share = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="11">',
+        "<title>Confusion matrix: rows true class, columns predicted class</title>",
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
     for i in range(n):
-        draw.text((4, margin + i * cell + cell // 3), names[i], fill="black", font=font)
+        y = margin + i * cell
+        parts.append(f'<text x="4" y="{y + cell // 2 + 4}">{escape(str(names[i]))}</text>')
         for j in range(n):
+            x = margin + j * cell
             shade = int(255 * (1 - share[i, j]))
-            x, y = margin + j * cell, margin + i * cell
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255),
-                           outline=(220, 220, 220))
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" '
+                         f'fill="rgb({shade},{shade},255)" stroke="rgb(220,220,220)"/>')
             if matrix[i, j]:
                 colour = "white" if share[i, j] > 0.5 else "black"
-                draw.text((x + 3, y + cell // 3), str(matrix[i, j]), fill=colour, font=font)
+                parts.append(f'<text x="{x + cell // 2}" y="{y + cell // 2 + 4}" '
+                             f'text-anchor="middle" fill="{colour}">{matrix[i, j]}</text>')
     # Column labels: the class index (names are on the rows, same order).
     for j in range(n):
-        draw.text((margin + j * cell + 8, margin - 14), str(j), fill="black", font=font)
-    draw.text((4, size[1] - 20), "rows: true class, columns: predicted class (same order)",
-              fill="black", font=font)
-    image.save(path, format="PNG")
+        parts.append(f'<text x="{margin + j * cell + cell // 2}" y="{margin - 4}" '
+                     f'text-anchor="middle">{j}</text>')
+    parts.append(f'<text x="4" y="{height - 10}">rows: true class, columns: predicted class '
+                 "(same order)</text>")
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path
 
 
@@ -68,5 +77,5 @@ def write_report(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str],
     text = classification_report(y_true, y_pred, labels=list(range(len(names))),
                                  target_names=list(names), digits=4, zero_division=0)
     (out_dir / "classification_report.txt").write_text(text)
-    confusion_png(y_true, y_pred, names, out_dir / "confusion_matrix.png")
+    confusion_svg(y_true, y_pred, names, out_dir / "confusion_matrix.svg")
     return result

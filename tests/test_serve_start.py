@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,3 +26,43 @@ def test_ntm_features_without_wordnet_is_one_clear_line(tiny_model_dir: Path,
     errors = [line for line in done.stderr.splitlines() if '"ERROR"' in line]
     assert len(errors) == 1 and "WordNet corpus was not found" in errors[0]
     assert "scripts/setup.sh" in errors[0]
+
+
+PINNED_CHECK = """
+import os, sys
+{before}
+from serving import serve
+import numpy, scipy.sparse, sklearn.naive_bayes
+from threadpoolctl import threadpool_info
+print(serve._THREADS_PINNED_AT_LOAD, sorted({{p["num_threads"] for p in threadpool_info()}}))
+"""
+
+
+@pytest.mark.parametrize(("env", "before", "expected"), [
+    ({}, "", "True [1]"),  # the container's serve: pools have one thread, no per-worker pinning
+    ({"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}, "", "False [2]"),
+    ({}, "import numpy", "False"),  # loaded before serve set the variables: workers pin them
+])
+def test_thread_pools_pinned_before_the_libraries_load(env: dict[str, str], before: str,
+                                                       expected: str) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                          "NUMEXPR_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", PINNED_CHECK.format(before=before)],
+                          env={**clean, **env, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip().startswith(expected), done.stdout
+
+
+def test_post_fork_pins_threads_when_the_environment_did_not(monkeypatch: pytest.MonkeyPatch,
+                                                             ) -> None:
+    from serving import serve
+
+    calls: list[int] = []
+    monkeypatch.setattr("threadpoolctl.threadpool_limits", lambda n: calls.append(n))
+    monkeypatch.setattr(serve, "_THREADS_PINNED_AT_LOAD", True)
+    serve._post_fork(None, None)
+    assert calls == []
+    monkeypatch.setattr(serve, "_THREADS_PINNED_AT_LOAD", False)
+    serve._post_fork(None, None)
+    assert calls == [1]

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -40,7 +41,9 @@ def test_outputs_of_training(tiny_trained: tuple[Path, Path], tiny_corpus: Path)
     expected = model.featurizer.transform(train.texts)
     assert (expected != X).nnz == 0
     report = output_dir / "evaluation"
-    assert (report / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = ElementTree.parse(report / "confusion_matrix.svg").getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    assert not (report / "confusion_matrix.png").exists()
     assert "precision" in (report / "classification_report.txt").read_text()
     assert json.loads((report / "metrics.json").read_text())["per_class"]
 
