@@ -86,10 +86,25 @@ end
 """
 
 
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def latency_percentiles(out: str) -> dict[str, float]:
+    """The ``Latency Distribution`` of ``wrk --latency`` (50/75/90/99 %) in ms:
+    ``{"p50_ms": ..., "p75_ms": ..., "p90_ms": ..., "p99_ms": ...}``."""
+    found = {}
+    for percent, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$",
+                                           out, flags=re.MULTILINE):
+        found[f"p{percent}_ms"] = round(float(value) * _UNITS_MS[unit], 3)
+    return found
+
+
 def wrk(host: str, port: int, path: str, body: bytes | list[bytes] | None,
-        content_type: str | None, *, connections: int, seconds: float) -> dict[str, Any]:
-    """Run ``wrk`` (bounded by ``seconds``; a list of bodies is cycled through) and parse
-    requests/s and errors."""
+        content_type: str | None, *, connections: int, seconds: float,
+        threads: int = 2) -> dict[str, Any]:
+    """Run ``wrk`` (bounded by ``seconds``; a list of bodies is cycled through, keep-alive
+    connections) with ``--latency`` and parse requests/s, errors and the latency percentiles
+    (``p50_ms`` ... ``p99_ms``; at one connection, the latency of one request at a time)."""
     _check_host(host)
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
@@ -102,8 +117,9 @@ def wrk(host: str, port: int, path: str, body: bytes | list[bytes] | None,
         script.write_text(LUA.format(folder=tmp, count=len(bodies), headers=headers)
                           if bodies else LUA_GET)
         out = subprocess.run(
-            ["wrk", "-t", "2", "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout",
-             "5s", "-s", str(script), f"http://{host}:{port}{path}"],
+            ["wrk", "-t", str(min(threads, connections)), "-c", str(connections), "-d",
+             f"{max(1, int(seconds))}s", "--timeout", "5s", "--latency", "-s", str(script),
+             f"http://{host}:{port}{path}"],
             check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -114,7 +130,7 @@ def wrk(host: str, port: int, path: str, body: bytes | list[bytes] | None,
         connect, _read, write, timeout = (int(g) for g in socket_errors.groups())
         errors += connect + write + timeout  # read errors = server closing (no keep-alive)
     return {"requests_per_s": round(float(rate.group(1)) if rate else 0.0),
-            "errors": errors, "raw": out}
+            "errors": errors, **latency_percentiles(out), "raw": out}
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bench import inprocess, loadgen
+from bench import inprocess, loadgen, memory
 from serving.cli import Parser
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,34 +95,21 @@ def start_server(model_dir: Path, workers: int, floor: bool = False,
     return proc, port, time.perf_counter() - started
 
 
-def pss_mb(root_pid: int) -> float:
-    """Proportional set size of a process and all its descendants (gunicorn's workers, nginx's
-    master and worker), in MB."""
-    pids, queue = [], [root_pid]
-    while queue:
-        pid = queue.pop()
-        pids.append(pid)
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        if children.exists():
-            queue += [int(p) for p in children.read_text().split()]
-    total_kb = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                total_kb += int(line.split()[1])
-    return round(total_kb / 1024, 1)
-
-
 def http_round(host: str, port: int, posts: list[bytes], seconds: float) -> dict[str, Any]:
-    """One round: c=1 latency over the post mix (a new connection per request, as the
-    latency client of a real-time endpoint), c=8 throughput on the mix and on /ping."""
-    lat = loadgen.latency(host, port, "/invocations", posts, "text/plain", count=2000,
-                          seconds=seconds)
+    """One round, as issue 13 measured: c=1 latency over the post mix and on ``/ping`` (``wrk
+    -t1 -c1 --latency``, one keep-alive connection, one request at a time; ``/ping`` through
+    the same front end is the floor of this stack), then c=8 throughput on the mix and on
+    ``/ping``."""
+    one = loadgen.wrk(host, port, "/invocations", posts, "text/plain", connections=1,
+                      seconds=seconds)
+    ping_one = loadgen.wrk(host, port, "/ping", None, None, connections=1, seconds=seconds)
     rps = loadgen.wrk(host, port, "/invocations", posts, "text/plain", connections=8,
                       seconds=seconds)
     ping = loadgen.wrk(host, port, "/ping", None, None, connections=8, seconds=seconds)
-    return {"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "rps": rps["requests_per_s"],
-            "ping_rps": ping["requests_per_s"], "errors": rps["errors"]}
+    return {"p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"],
+            "ping_p50_ms": ping_one["p50_ms"], "ping_p99_ms": ping_one["p99_ms"],
+            "rps": rps["requests_per_s"], "ping_rps": ping["requests_per_s"],
+            "errors": rps["errors"] + one["errors"]}
 
 
 def batch_rate(host: str, port: int, texts: list[str], seconds: float) -> dict[str, Any]:
@@ -135,7 +122,8 @@ def batch_rate(host: str, port: int, texts: list[str], seconds: float) -> dict[s
 
 def compare_servers(ports: dict[str, int], posts: list[bytes], seconds: float,
                     rounds: int) -> dict[str, dict[str, Any]]:
-    """Interleaved rounds of :func:`http_round` on each server; medians of the rounds."""
+    """Interleaved rounds of :func:`http_round` on each server; medians of the rounds
+    (``errors_c8``: non-2xx answers and socket errors at c=1 and c=8, summed)."""
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
     for _ in range(rounds):
         for name, port in ports.items():
@@ -145,6 +133,10 @@ def compare_servers(ports: dict[str, int], posts: list[bytes], seconds: float,
         med = {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "errors"}
         out[name] = {"one_doc_latency_ms_p50": med["p50_ms"],
                      "one_doc_latency_ms_p99": med["p99_ms"],
+                     "ping_latency_ms_p50_c1": med["ping_p50_ms"],
+                     "ping_latency_ms_p99_c1": med["ping_p99_ms"],
+                     "one_doc_over_own_ping_p50_c1": round(
+                         med["p50_ms"] / max(med["ping_p50_ms"], 1e-9), 2),
                      "requests_per_s_c8": round(med["rps"]),
                      "ping_per_s_c8": round(med["ping_rps"]),
                      "ratio_to_ping": round(med["rps"] / max(med["ping_rps"], 1), 3),
@@ -338,9 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                                args.rounds)
         server, base = both["server"], both["floor"]
         server.update(batch_rate("127.0.0.1", port, texts, args.seconds))
-        server.update(pss_mb_all_processes=pss_mb(proc.pid), first_ping_s=round(first_ping, 2),
+        pss = memory.report(proc.pid, top=12)
+        server.update(pss_mb_all_processes=pss["pss_mb"], first_ping_s=round(first_ping, 2),
                       accuracy=results["model"]["ours"]["accuracy"])
-        base.update(pss_mb_all_processes=pss_mb(floor.pid), first_ping_s=round(floor_ping, 2))
+        results["server_pss_by_mapping_mb"] = pss["by_mapping_mb"]
+        base.update(pss_mb_all_processes=memory.pss_mb(floor.pid),
+                    first_ping_s=round(floor_ping, 2))
         results["server"], results["floor"] = server, base
         results["server_over_floor"] = {
             key: round(server[key] / max(base[key], 1e-9), 3)

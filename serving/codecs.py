@@ -259,7 +259,8 @@ def encode_classify(
     prob = np.asarray(top_p, dtype=np.float64)
     if idx.ndim != 2 or idx.shape != prob.shape or idx.shape[1] < 1:
         raise ValueError(f"top_idx {idx.shape} and top_p {prob.shape} must be the same (n, k>=1)")
-    names = np.asarray(list(class_names), dtype=object)
-    label_rows = names[idx].tolist()  # IndexError for an index outside class_names
+    names = class_names if isinstance(class_names, list) else list(class_names)
+    # IndexError for an index outside class_names (no object array built per request)
+    label_rows = [[names[i] for i in row] for row in idx.tolist()]
     prob_rows = np.round(prob, PROBABILITY_DECIMALS).tolist()
     return encoder(label_rows, prob_rows, explanations)

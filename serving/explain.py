@@ -1,7 +1,9 @@
 """Why this label: each document's terms ranked by how much they pushed it to its label.
 
 Computed exactly from the served naive Bayes weights, no sampling and no second model. With
-``x`` the document's TF-IDF row and ``log_prob[j, c]`` the classifier's ``feature_log_prob_``,
+``x`` the document's TF-IDF row and ``log_prob[j, c]`` the served weights (the classifier's
+``feature_log_prob_``, stored as float16 with a per-feature constant removed:
+:func:`serving.classifier.served_weights`; the constant cancels in every difference below),
 the joint log-likelihood is ``jll[c] = prior[c] + sum_j x[j] * log_prob[j, c]``. For the
 predicted label ``c`` and the runner-up ``r`` (the second most probable class)::
 
@@ -94,7 +96,10 @@ def contributions(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
     """``w`` for every stored value of a CSR matrix (aligned with ``data``): the value times
     ``log_prob[term, label] - log_prob[term, versus]`` of its row's label and runner-up."""
     rows = np.repeat(np.arange(label.size), np.diff(indptr))
-    return data * (log_prob[indices, label[rows]] - log_prob[indices, versus[rows]])
+    # In float64: two float16 (or float32) weights subtracted in their own type would be
+    # rounded again; the joint log-likelihoods are float64 sums of the same stored weights.
+    return data * (log_prob[indices, label[rows]].astype(np.float64)
+                   - log_prob[indices, versus[rows]])
 
 
 def strongest(weights: np.ndarray, n: int) -> np.ndarray:

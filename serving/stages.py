@@ -12,7 +12,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving import codecs, explain, formats, neighbours, npy, vectors
+# Only what every stage (and classify) needs; the NTM/k-NN formats (RecordIO-protobuf, .npy)
+# are imported by the stages that read or write them, so a classify server never loads
+# protobuf and its wire-format modules (a few MB less in the master, whose pages the workers
+# share).
+from serving import codecs, explain, vectors
 from serving.artifact import Model
 from serving.config import Settings
 from serving.errors import PayloadTooLarge, UnprocessableEntity
@@ -50,6 +54,8 @@ def _npy_out(settings: Settings) -> tuple[str, ...]:
 
     Not in batch mode: a batch answer is framed one line per record and one ``.npy`` array per
     request cannot be split into lines (SageMaker's AssembleWith=Line)."""
+    from serving import npy
+
     return () if settings.batch else (npy.NPY,)
 
 
@@ -91,6 +97,8 @@ def classify_stage(model: Model, settings: Settings) -> Stage:
 
 
 def ntm_features_stage(model: Model, settings: Settings) -> Stage:
+    from serving import formats, npy
+
     featurizer = model.featurizer
 
     def run(texts: list[str], options: Options) -> Any:
@@ -118,6 +126,8 @@ def ntm_features_stage(model: Model, settings: Settings) -> Stage:
 
 
 def topics_to_knn_stage(model: Model, settings: Settings) -> Stage:
+    from serving import formats, neighbours, npy
+
     n_topics = settings.num_topics or model.num_topics
 
     def decode(body: bytes, media: MediaType) -> np.ndarray:
@@ -163,6 +173,8 @@ RECOMMEND_ENCODERS: dict[str, Callable[[list[list[dict]]], bytes]] = {
 
 
 def recommend_stage(model: Model, settings: Settings) -> Stage:
+    from serving import formats, neighbours
+
     catalog = model.catalog
     ids = np.asarray(catalog.ids, dtype=object)
     titles = np.asarray(catalog.titles, dtype=object)

@@ -13,7 +13,6 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 
-from serving import recordio
 from serving.body import iter_json_lines, load_json, split_lines, type_name, utf8_text
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
@@ -188,10 +187,14 @@ def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
         rows = [instance(x, f"line {i}", n_features) for i, x in iter_json_lines(text)]
     if not rows:
         raise BadRequest("the request holds no instances")
+    from serving import recordio  # protobuf: loaded by the stages that read RecordIO only
+
     return recordio.csr_from_rows(rows, n_features, np.float32)
 
 
 def _recordio_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
+    from serving import recordio
+
     try:
         M = recordio.decode_matrix(body, n_cols=n_features)
     except UnprocessableEntity as exc:

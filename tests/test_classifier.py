@@ -2,10 +2,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
-from serving.classifier import TextClassifier
+from serving import classifier as classifier_module
+from serving.classifier import TextClassifier, served_weights, sparse_times
 from serving.data import load_splits
 from serving.hyperparameters import parse
 from serving.textfeatures import load_cleaner, save_cleaner
@@ -24,10 +26,12 @@ def _check_equal_to_sklearn(data: str, hp_raw: dict, tmp_path: Path) -> float:
     loaded = TextClassifier.load(tmp_path / "clf")
     texts = splits.test.texts
     expected = reference.predict_proba(texts)
-    # Our weights are float32 (scikit-learn's float64): probabilities agree to ~1e-4 absolute,
-    # predictions exactly.
+    # Our weights are float16, centred per feature (scikit-learn's float64): on the whole 20news
+    # test split no prediction changes and no probability moves by more than 5e-4 (4e-4 seen).
+    assert loaded.log_prob.dtype == np.float16
     for model in (ours, loaded):
         proba = model.predict_proba(texts)
+        assert np.abs(proba - expected).max() <= 5e-4
         np.testing.assert_allclose(proba, expected, rtol=5e-3, atol=5e-4)
         predicted = [splits.train.label_names.index(c) for c in model.predict(texts)]
         assert predicted == list(reference.predict(texts))
@@ -50,6 +54,72 @@ def test_top_k_and_edge_cases(tiny_corpus: Path) -> None:
     assert model.classes[idx[0, 0]] == "sci.space"
     np.testing.assert_allclose(model.predict_proba([""]).sum(), 1.0)  # empty → the prior
     assert model.top_k(["x"], 50)[0].shape == (1, 4)
+
+
+def test_served_weights_are_centred_float16_and_change_no_answer() -> None:
+    rng = np.random.default_rng(0)
+    feature_log_prob = np.log(rng.dirichlet(np.full(500, 0.05), size=6))  # 6 classes, 500 terms
+    weights = served_weights(feature_log_prob)
+    assert weights.dtype == np.float16 and weights.flags.c_contiguous
+    assert weights.shape == (500, 6)
+    exact = feature_log_prob.T
+    # each row's midpoint removed: the largest magnitude is half the row's range
+    half_range = (exact.max(axis=1) - exact.min(axis=1)) / 2
+    np.testing.assert_allclose(np.abs(weights.astype(np.float64)).max(axis=1), half_range,
+                               rtol=1e-3)
+    # within-row differences (what explain uses) are kept to float16's rounding
+    diffs = weights[:, 0].astype(np.float64) - weights[:, 1]
+    assert np.abs(diffs - (exact[:, 0] - exact[:, 1])).max() <= 2 * half_range.max() * 2**-11
+    # the same probabilities as the uncentred float64 weights, to float16's rounding
+    X = rng.random((50, 500)) * (rng.random((50, 500)) < 0.05)
+    prior = np.log(np.full(6, 1 / 6))
+
+    def proba(w: np.ndarray) -> np.ndarray:
+        jll = X @ w + prior
+        p = np.exp(jll - jll.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    assert np.abs(proba(weights.astype(np.float64)) - proba(exact)).max() < 5e-3
+    assert (proba(weights.astype(np.float64)).argmax(axis=1) == proba(exact).argmax(axis=1)).all()
+
+
+def test_served_weights_beyond_float16_stay_float32() -> None:
+    wide = np.array([[0.0, -1e6], [-1.0, -2.0]])  # classes x features; a range over 65,504
+    weights = served_weights(wide)
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights, [[0.5, -0.5], [-499_999.0, 499_999.0]])
+
+
+def test_sparse_times_equals_the_dense_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    X = sp.random(40, 300, density=0.05, format="lil", random_state=2)
+    X[[3, 17, 39]] = 0  # empty rows, the last one too
+    X[5, :] = rng.random(300)  # a row longer than a block
+    X = X.tocsr()
+    X.eliminate_zeros()
+    weights = rng.normal(size=(300, 7)).astype(np.float16)
+    want = X.toarray() @ weights.astype(np.float64)
+    for block in (1, 7, 64, 1 << 14):  # blocks of one row, of a few, one block for all
+        monkeypatch.setattr(classifier_module, "GATHER_BLOCK", block)
+        np.testing.assert_allclose(sparse_times(X, weights), want, rtol=1e-12, atol=1e-12)
+    assert sparse_times(X[:0], weights).shape == (0, 7)
+    for dtype in (np.float32, np.float64):  # older artifacts: scipy's product, same numbers
+        np.testing.assert_allclose(sparse_times(X, weights.astype(dtype)), want, rtol=1e-5)
+
+
+def test_older_float32_artifact_loads_and_answers_the_same(tiny_corpus: Path,
+                                                           tmp_path: Path) -> None:
+    model = fit_classifier(parse({"min_df": 1}), load_splits(str(tiny_corpus)).train)
+    texts = load_splits(str(tiny_corpus)).test.texts
+    uncentred = np.ascontiguousarray(model.log_prob, dtype=np.float32)
+    # what earlier versions wrote: float32, not centred (a row shift changes no answer)
+    old = TextClassifier(model.features, uncentred - 3.0, model.class_log_prior, model.classes)
+    old.save(tmp_path / "old")
+    loaded = TextClassifier.load(tmp_path / "old")
+    assert loaded.log_prob.dtype == np.float32
+    assert loaded.predict(texts) == model.predict(texts)
+    np.testing.assert_allclose(loaded.predict_proba(texts), model.predict_proba(texts),
+                               atol=1e-6)
 
 
 def test_cleaner_round_trip_keeps_stopwords(tmp_path: Path) -> None:

@@ -102,3 +102,26 @@ def test_workflow_scripts_do_not_import_the_emulator() -> None:
         if name.startswith("scripts.") and not name.startswith("scripts.localsm"):
             emulator = {t for t in targets if t.startswith("scripts.localsm")}
             assert not emulator or name in LOCAL_MODE, f"{name} imports {sorted(emulator)}"
+
+
+def test_a_classify_server_does_not_load_the_wire_formats(tiny_model_dir: Path) -> None:
+    """The classify stage loads neither protobuf nor the NTM/k-NN wire-format modules (their
+    memory would sit in every server's master); the other stages import them when built."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from serving.app import load_server\n"
+        "from serving.config import Settings\n"
+        "load_server(Settings.from_env())\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('google.protobuf', "
+        "'serving.recordio', 'serving.formats', 'serving.npy', 'serving.neighbours'))))\n"
+    )
+    env = {**os.environ, "SM_MODEL_DIR": str(tiny_model_dir), "PYTHONPATH": str(REPO)}
+    for stage, loaded in (("classify", False), ("topics-to-knn", True)):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "SERVING_STAGE": stage},
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        modules = out.strip().splitlines()[-1]
+        assert ("google.protobuf" in modules) is loaded, (stage, modules)

@@ -1,0 +1,51 @@
+"""bench/loadgen.py's wrk output parsing and bench/memory.py's PSS by mapping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench import loadgen, memory
+
+WRK_OUT = """Running 2s test @ http://127.0.0.1:8080/invocations
+  1 threads and 1 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   702.51us  210.04us   4.12ms   91.20%
+    Req/Sec     1.41k    80.12     1.52k    70.00%
+  Latency Distribution
+     50%  635.00us
+     75%  710.00us
+     90%    1.02ms
+     99%    2.50ms
+  2820 requests in 2.00s, 1.02MB read
+Requests/sec:   1409.87
+Transfer/sec:    520.01KB
+"""
+
+
+def test_wrk_latency_distribution_in_ms() -> None:
+    assert loadgen.latency_percentiles(WRK_OUT) == {
+        "p50_ms": 0.635, "p75_ms": 0.71, "p90_ms": 1.02, "p99_ms": 2.5}
+    assert loadgen.latency_percentiles("     99%    1.50s\n") == {"p99_ms": 1500.0}
+    assert loadgen.latency_percentiles("no distribution here") == {}
+
+
+def test_mapping_names() -> None:
+    assert memory.mapping_name("") == "[anon]"
+    assert memory.mapping_name("[heap]") == "[heap]"
+    assert memory.mapping_name("[anon:some name]") == "[anon]"
+    assert memory.mapping_name("/opt/ml/model/classifier/log_prob.npy") == "log_prob.npy"
+    assert memory.mapping_name("/tmp/x (deleted)") == "x"
+
+
+def test_pss_by_mapping_sums_to_the_process_pss() -> None:
+    pid = os.getpid()
+    by_mapping = memory.pss_by_mapping([pid])
+    assert "[heap]" in by_mapping or "[anon]" in by_mapping
+    assert list(by_mapping.values()) == sorted(by_mapping.values(), reverse=True)
+    rollup = memory.pss_mb(pid)
+    # the same Pss lines, summed per mapping then rounded: equal up to rounding and the few
+    # pages this process touched between the two reads
+    assert abs(sum(by_mapping.values()) - rollup) < 2 + 0.05 * len(by_mapping)
+    assert memory.process_tree(pid)[0] == pid
+    assert Path(f"/proc/{pid}").exists()
