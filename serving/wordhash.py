@@ -80,34 +80,46 @@ def token_keys(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # white space (\t \n \v \f \r, \x1c-\x1f, space).
 LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
 LOWER_LETTERS = LOWER.translate(LETTERS)  # lower-case, then every non-letter a space
+_FEW_MARKS = 512  # at most this many e-mail/URL marks in a group: found by bytes.find
 _WHITE = np.zeros(256, dtype=bool)
 _WHITE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_WHITE_TO_SPACE = bytes(32 if _WHITE[c] else c for c in range(256))
 
 
 def drop_marked_words(buf: bytearray, emails: bool, urls: bool) -> None:
     """Blank, in place, every white-space-delimited word of lower-case ASCII ``buf`` holding
     ``@`` (``emails``) or ``://`` / ``www.`` (``urls``): ``text._drop_words`` on bytes."""
-    has_email = emails and b"@" in buf
-    has_url = urls and (b"://" in buf or b"www." in buf)
-    if not (has_email or has_url):
+    patterns = ([b"@"] if emails and b"@" in buf else []) + (
+        [p for p in (b"://", b"www.") if p in buf] if urls else [])
+    if not patterns:
+        return
+    if sum(buf.count(p) for p in patterns) <= _FEW_MARKS:  # the usual case: a word at a time
+        spaced = buf.translate(_WHITE_TO_SPACE)
+        for pattern in patterns:
+            at = spaced.find(pattern)
+            while at >= 0:
+                start = spaced.rfind(b" ", 0, at) + 1
+                end = spaced.find(b" ", at)
+                end = len(spaced) if end < 0 else end
+                buf[start:end] = b" " * (end - start)
+                at = spaced.find(pattern, end)
         return
     a = np.frombuffer(buf, dtype=np.uint8)
-    white = _WHITE[a]
     marks = []
-    if has_email:
-        marks.append(np.flatnonzero(a == 64))
-    if has_url:
-        for pattern in (b"://", b"www."):
-            hit = a[: a.size - len(pattern) + 1] == pattern[0]
-            for shift, byte in enumerate(pattern[1:], 1):
-                hit &= a[shift : a.size - len(pattern) + 1 + shift] == byte
-            marks.append(np.flatnonzero(hit))
-    starts = ~white
-    starts[1:] &= white[:-1]
-    word = np.cumsum(starts)  # word number of each byte (of the word before, in white space)
-    bad = np.zeros(int(word[-1]) + 1, dtype=bool)
-    bad[word[np.concatenate(marks)]] = True
-    a[bad[word] & ~white] = _SPACE
+    for pattern in patterns:
+        hit = a[: a.size - len(pattern) + 1] == pattern[0]
+        for shift, byte in enumerate(pattern[1:], 1):
+            hit &= a[shift : a.size - len(pattern) + 1 + shift] == byte
+        marks.append(np.flatnonzero(hit))
+    # The word holding a mark runs from the white space before it to the one after it.
+    white = np.flatnonzero(_WHITE[a])
+    bounds = np.concatenate(([-1], white, [a.size]))
+    word = np.unique(np.searchsorted(white, np.concatenate(marks)))  # whites before the word
+    starts, ends = bounds[word] + 1, bounds[word + 1]
+    lengths = ends - starts
+    # Every byte of those words: each word's start, repeated, plus 0, 1, ... within the word.
+    first = np.cumsum(lengths) - lengths
+    a[np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))] = _SPACE
 
 
 _LOWER_LETTERS = bytes(range(97, 123))
