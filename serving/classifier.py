@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from sklearn.naive_bayes import MultinomialNB
 
 
+_BLOCK_ROWS = 256  # documents per block of the gathered product (non-scipy weight dtypes)
+
+
 def probabilities(jll: np.ndarray) -> np.ndarray:
     """Class probabilities from joint log-likelihoods (softmax per row, in place)."""
     jll -= jll.max(axis=1, keepdims=True)
@@ -72,10 +75,26 @@ class TextClassifier:
 
     def sparse_joint_log_likelihood(self, X: sparse.csr_matrix) -> np.ndarray:
         """The joint log-likelihoods of TF-IDF rows (the one product every path shares)."""
-        # scipy's sparse product converts the dense operand to the sparse matrix's dtype: a
-        # float64 X would copy all of log_prob per request, a float32 one reads it in place.
-        X = X.astype(self.log_prob.dtype, copy=False)
-        return np.asarray(X @ self.log_prob, dtype=np.float64) + self.class_log_prior
+        log_prob = self.log_prob
+        if log_prob.dtype in (np.float32, np.float64):
+            # scipy's sparse product converts the dense operand to the sparse matrix's dtype: a
+            # float64 X would copy all of log_prob per request, a float32 one reads it in place.
+            X = X.astype(log_prob.dtype, copy=False)
+            return np.asarray(X @ log_prob, dtype=np.float64) + self.class_log_prior
+        # Other float weights (float16: scipy's sparse products take no half floats, and
+        # converting would copy all of log_prob): each stored value times its term's row of
+        # weights, summed per document, a block of documents at a time (bounded memory).
+        out = np.zeros((X.shape[0], log_prob.shape[1]), dtype=np.float64)
+        indptr, data = X.indptr, X.data.astype(np.float32)
+        for lo in range(0, X.shape[0], _BLOCK_ROWS):
+            hi = min(lo + _BLOCK_ROWS, X.shape[0])
+            first, last = int(indptr[lo]), int(indptr[hi])
+            starts = indptr[lo:hi] - first
+            rows = np.flatnonzero(starts < indptr[lo + 1 : hi + 1] - first)  # not empty
+            if rows.size:
+                product = data[first:last, None] * log_prob[X.indices[first:last]]
+                out[lo + rows] = np.add.reduceat(product, starts[rows], axis=0)
+        return out + self.class_log_prior
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return probabilities(self.joint_log_likelihood(texts))
