@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from sklearn.naive_bayes import MultinomialNB
 
 
+
+
 def probabilities(jll: np.ndarray) -> np.ndarray:
     """Class probabilities from joint log-likelihoods (softmax per row, in place)."""
     jll -= jll.max(axis=1, keepdims=True)

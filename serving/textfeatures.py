@@ -21,9 +21,9 @@ import scipy.sparse as sp
 
 from serving import jsondoc
 from serving.hashtable import HashTable
-from serving.text import Cleaner
+from serving.text import LETTERS, Cleaner
 from serving.vectorize import TermVectorizer
-from serving.wordhash import GROUP_BYTES, TABLE, WordHashes
+from serving.wordhash import GROUP_BYTES, TABLE, WordHashes, letters
 
 
 def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
@@ -76,12 +76,29 @@ class TextFeatures:
     def indices(self, text: str) -> np.ndarray:
         """Vocabulary indices of one raw document's terms (with repeats)."""
         if self.hashes is not None:
-            prepared = self.cleaner._prepared(text)
-            if len(prepared) <= GROUP_BYTES:
-                features, counts = self.hashes.one(prepared)
-                return np.repeat(features, counts.astype(np.int64))
-            return self.hashes.long_document(prepared, 0)[1]
+            found = self._counts(text)
+            if found is not None:
+                return np.repeat(found[0], found[1].astype(np.int64))
+            return self.hashes.long_document(self.cleaner._prepared(text), 0)[1]
         return self.plain_indices(text)
+
+    def _counts(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`WordHashes.one` of a raw document, None when it is longer than a group. An
+        ASCII document is lower-cased and rid of e-mails/URLs in bytes (as in :meth:`pairs`);
+        any other through ``Cleaner._prepared`` (str.lower and str.split know Unicode)."""
+        assert self.hashes is not None
+        cleaner = self.cleaner
+        prepared = cleaner.headed(text)
+        if len(prepared) > GROUP_BYTES:
+            return None
+        if prepared.isascii():
+            buf = letters(prepared.encode("ascii"), cleaner.remove_emails, cleaner.remove_urls)
+        else:
+            prepared = cleaner._prepared(text)
+            if len(prepared) > GROUP_BYTES:
+                return None
+            buf = prepared.encode("ascii", "replace").translate(LETTERS)
+        return self.hashes.one(buf)
 
     def plain_indices(self, text: str) -> np.ndarray:
         """:meth:`indices` by Python tokens, chunk by chunk (any cleaner, any length)."""
@@ -171,11 +188,9 @@ class TextFeatures:
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""
-        if self.hashes is not None:
-            prepared = self.cleaner._prepared(text)
-            if len(prepared) <= GROUP_BYTES:
-                found, counts = self.hashes.one(prepared)
-                return found, self.vectorizer.weight_row(found, counts)
+        found = self._counts(text) if self.hashes is not None else None
+        if found is not None:
+            return found[0], self.vectorizer.weight_row(*found)
         found = np.sort(self.indices(text))
         if not found.size:
             return found, np.zeros(0, dtype=np.float64)

@@ -80,34 +80,57 @@ def token_keys(buf: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # white space (\t \n \v \f \r, \x1c-\x1f, space).
 LOWER = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256))
 LOWER_LETTERS = LOWER.translate(LETTERS)  # lower-case, then every non-letter a space
+_FEW_MARKS = 512  # at most this many e-mail/URL marks in a group: found by bytes.find
 _WHITE = np.zeros(256, dtype=bool)
 _WHITE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_WHITE_TO_SPACE = bytes(32 if _WHITE[c] else c for c in range(256))
 
 
 def drop_marked_words(buf: bytearray, emails: bool, urls: bool) -> None:
     """Blank, in place, every white-space-delimited word of lower-case ASCII ``buf`` holding
     ``@`` (``emails``) or ``://`` / ``www.`` (``urls``): ``text._drop_words`` on bytes."""
-    has_email = emails and b"@" in buf
-    has_url = urls and (b"://" in buf or b"www." in buf)
-    if not (has_email or has_url):
+    patterns = ([b"@"] if emails and b"@" in buf else []) + (
+        [p for p in (b"://", b"www.") if p in buf] if urls else [])
+    if not patterns:
+        return
+    if sum(buf.count(p) for p in patterns) <= _FEW_MARKS:  # the usual case: a word at a time
+        spaced = buf.translate(_WHITE_TO_SPACE)
+        for pattern in patterns:
+            at = spaced.find(pattern)
+            while at >= 0:
+                start = spaced.rfind(b" ", 0, at) + 1
+                end = spaced.find(b" ", at)
+                end = len(spaced) if end < 0 else end
+                buf[start:end] = b" " * (end - start)
+                at = spaced.find(pattern, end)
         return
     a = np.frombuffer(buf, dtype=np.uint8)
-    white = _WHITE[a]
     marks = []
-    if has_email:
-        marks.append(np.flatnonzero(a == 64))
-    if has_url:
-        for pattern in (b"://", b"www."):
-            hit = a[: a.size - len(pattern) + 1] == pattern[0]
-            for shift, byte in enumerate(pattern[1:], 1):
-                hit &= a[shift : a.size - len(pattern) + 1 + shift] == byte
-            marks.append(np.flatnonzero(hit))
-    starts = ~white
-    starts[1:] &= white[:-1]
-    word = np.cumsum(starts)  # word number of each byte (of the word before, in white space)
-    bad = np.zeros(int(word[-1]) + 1, dtype=bool)
-    bad[word[np.concatenate(marks)]] = True
-    a[bad[word] & ~white] = _SPACE
+    for pattern in patterns:
+        hit = a[: a.size - len(pattern) + 1] == pattern[0]
+        for shift, byte in enumerate(pattern[1:], 1):
+            hit &= a[shift : a.size - len(pattern) + 1 + shift] == byte
+        marks.append(np.flatnonzero(hit))
+    # The word holding a mark runs from the white space before it to the one after it.
+    white = np.flatnonzero(_WHITE[a])
+    bounds = np.concatenate(([-1], white, [a.size]))
+    word = np.unique(np.searchsorted(white, np.concatenate(marks)))  # whites before the word
+    starts, ends = bounds[word] + 1, bounds[word + 1]
+    lengths = ends - starts
+    # Every byte of those words: each word's start, repeated, plus 0, 1, ... within the word.
+    first = np.cumsum(lengths) - lengths
+    a[np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))] = _SPACE
+
+
+def letters(raw: bytes, emails: bool, urls: bool) -> bytes:
+    """ASCII text lower-cased, rid of the words with e-mail addresses (``emails``) or URLs
+    (``urls``), every byte but a letter a space: ``Cleaner._prepared`` after the headers, then
+    ``LETTERS``, in bytes."""
+    if emails or urls:
+        lowered = bytearray(raw.translate(LOWER))
+        drop_marked_words(lowered, emails, urls)
+        return bytes(lowered).translate(LETTERS)
+    return raw.translate(LOWER_LETTERS)
 
 
 _LOWER_LETTERS = bytes(range(97, 123))
@@ -196,10 +219,11 @@ class WordHashes:
             return empty, empty
         return np.concatenate(rows), np.concatenate(cols)
 
-    def one(self, prepared: str) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted unique feature indices of one prepared document of at most a group, and how
+    def one(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique feature indices of one document of at most a group, as letters and
+        spaces (:func:`letters`, or a prepared document's bytes through ``LETTERS``), and how
         often each occurs: :meth:`features` in the fewest numpy calls (each costs ~1 us)."""
-        _, lengths, keys = token_keys(prepared.encode("ascii", "replace").translate(LETTERS))
+        _, lengths, keys = token_keys(buf)
         ids = self.table.get(keys)
         ids[lengths > self.max_len] = -1
         ids[lengths < self.min_len] = STOP
@@ -261,13 +285,7 @@ class WordHashes:
         """(row, feature) pairs of documents numbered from ``first_row``: either prepared
         (``Cleaner._prepared``) or ASCII documents still to be lower-cased and rid of words
         with e-mail addresses (``emails``) or URLs (``urls``), done here for the whole group."""
-        raw = " ".join(prepared).encode("ascii", "replace")
-        if emails or urls:
-            lowered = bytearray(raw.translate(LOWER))
-            drop_marked_words(lowered, emails, urls)
-            buf = bytes(lowered).translate(LETTERS)
-        else:
-            buf = raw.translate(LOWER_LETTERS)
+        buf = letters(" ".join(prepared).encode("ascii", "replace"), emails, urls)
         starts, ids = self.word_ids(buf)
         if len(prepared) == 1:
             return self.features(ids, np.full(ids.size, first_row, dtype=np.int64))

@@ -134,3 +134,18 @@ def test_equals_sklearn_on_the_whole_20news_test_split(tmp_path: Path) -> None:
     need_real_data()
     accuracy = _check_equal_to_sklearn(str(DATA_TGZ), {}, tmp_path)
     assert accuracy >= 0.85
+
+
+def test_half_float_weights_give_the_same_predictions(tiny_corpus: Path) -> None:
+    # log_prob may be stored as float16: the batch path cannot hand it to scipy's product.
+    from dataclasses import replace
+
+    model = fit_classifier(parse({"min_df": 1}), load_splits(str(tiny_corpus)).train)
+    half = replace(model, log_prob=model.log_prob.astype(np.float16))
+    texts = [*load_splits(str(tiny_corpus)).test.texts, "", "zzzz qqqq"] * 7  # > 256 rows
+    batch = half.joint_log_likelihood(texts)
+    np.testing.assert_allclose(batch, model.joint_log_likelihood(texts), rtol=0, atol=0.05)
+    assert half.predict(texts) == model.predict(texts)
+    for i in (0, len(texts) - 2, len(texts) - 1):  # the one-document path gives the same
+        np.testing.assert_allclose(half.joint_log_likelihood([texts[i]])[0], batch[i],
+                                   rtol=0, atol=1e-3)

@@ -88,12 +88,17 @@ def test_groups_and_long_documents(tiny_model_dir: Path) -> None:
     assert X.shape[0] == len(texts) and X[1].nnz > 0 and X[-1].nnz > 0
 
 
-def test_drop_marked_words_equals_drop_words() -> None:
+@pytest.mark.parametrize("few_marks", [512, 0])  # word by word; all at once in numpy
+def test_drop_marked_words_equals_drop_words(few_marks: int, monkeypatch) -> None:
+    from serving import wordhash
+
+    monkeypatch.setattr(wordhash, "_FEW_MARKS", few_marks)
     rng = random.Random(1)
     pieces = ["a@b", "WWW.x", "www.", "http://y", ":/", "//", "@", "x", "Orbit", " ", "\t",
               "\n", "\x1c", "ab:", "//cd", "ww", "w."]
-    for _ in range(500):
-        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+    for trial in range(600):
+        size = rng.randint(0, 30) if trial % 6 else rng.randint(300, 2000)
+        text = "".join(rng.choice(pieces) for _ in range(size))
         for emails, urls in ((True, True), (True, False), (False, True)):
             buf = bytearray(text.encode("ascii").translate(LOWER))
             drop_marked_words(buf, emails, urls)
