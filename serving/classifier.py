@@ -66,35 +66,39 @@ def served_weights(feature_log_prob: np.ndarray) -> np.ndarray:
     return half
 
 
-# Rows of a sparse matrix gathered per block in :func:`sparse_times`: ~2 MB of float64 products
-# at 20 classes, whatever the batch.
-GATHER_BLOCK = 1 << 14
+# Stored values whose weight rows are gathered at a time in :func:`sparse_times`: 10 MB of
+# float64 rows at 20 classes, whatever the batch (1,000 posts hold ~110,000 values).
+GATHER_BLOCK = 1 << 16
 
 
 def sparse_times(X: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
     """``X @ weights`` as float64 without converting ``weights`` (the mapped file stays read in
-    place). scipy's product converts the dense operand to the sparse matrix's dtype, and has no
-    float16: for float16 weights each stored value's weight row is gathered, scaled and summed
-    per document, a block of stored values at a time (the one-document path's arithmetic)."""
+    place). scipy's product converts the dense operand to the sparse matrix's dtype and has no
+    float16: for float16 weights the weight rows of a block of stored values are gathered
+    (``np.take``: ~4x faster than fancy indexing here) as float64, and a sparse matrix with one
+    column per gathered row sums them per document (one C loop; the one-document path's
+    arithmetic, in float64)."""
     if weights.dtype != np.float16:
         # a float64 X would copy all of a float32 weights matrix per request; cast X instead
         X = X.astype(weights.dtype, copy=False)
         return np.asarray(X @ weights, dtype=np.float64)
-    out = np.zeros((X.shape[0], weights.shape[1]), dtype=np.float64)
+    import scipy.sparse as sp
+
+    n_rows = X.shape[0]
+    out = np.zeros((n_rows, weights.shape[1]), dtype=np.float64)
     indptr, indices, data = X.indptr, X.indices, X.data
     first = 0
-    while first < X.shape[0]:
-        # rows [first, last) hold at most GATHER_BLOCK values (or are a single longer row)
-        last = max(first + 1, int(np.searchsorted(indptr, indptr[first] + GATHER_BLOCK,
-                                                  side="right")) - 1)
-        last = min(last, X.shape[0])
+    while first < n_rows:
+        # rows [first, last) hold at most GATHER_BLOCK values (or are one longer row)
+        last = int(np.searchsorted(indptr, indptr[first] + GATHER_BLOCK, side="right")) - 1
+        last = min(max(last, first + 1), n_rows)
         start, end = int(indptr[first]), int(indptr[last])
         if end > start:
-            products = data[start:end, None] * weights[indices[start:end]]
-            lengths = np.diff(indptr[first:last + 1])
-            filled = np.flatnonzero(lengths)
-            out[first + filled] = np.add.reduceat(products, indptr[first:last][filled] - start,
-                                                  axis=0)
+            rows = np.take(weights, indices[start:end], axis=0).astype(np.float64)
+            per_doc = sp.csr_matrix(
+                (data[start:end].astype(np.float64, copy=False), np.arange(end - start),
+                 indptr[first:last + 1] - start), shape=(last - first, end - start))
+            out[first:last] = per_doc @ rows
         first = last
     return out
 
