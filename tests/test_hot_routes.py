@@ -1,4 +1,4 @@
-"""serving/app.py's hot routes (``HotRoutes``: ``POST /invocations`` and ``GET /ping`` before
+"""serving/hot_routes.py (``HotRoutes``: ``POST /invocations`` and ``GET /ping`` before
 Flask): the same answers as through Flask's views, exact header lists, the body read by
 Content-Length or as a terminated stream, and Flask still answering everything else."""
 
@@ -14,9 +14,10 @@ import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from serving import logs
-from serving.app import HotRoutes, Server, create_app
+from serving.app import Server, create_app
 from serving.artifact import Model
 from serving.config import Settings
+from serving.hot_routes import HotRoutes
 
 POST = b"NASA will launch the shuttle into orbit; the moon mission is ready"
 
