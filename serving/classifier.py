@@ -40,7 +40,7 @@ def probabilities(jll: np.ndarray) -> np.ndarray:
     return jll
 
 
-def served_weights(feature_log_prob: np.ndarray) -> np.ndarray:
+def served_weights(feature_log_prob: np.ndarray, dtype: type = np.float16) -> np.ndarray:
     """MultinomialNB's ``feature_log_prob_`` (classes x features) in serving layout: features x
     classes, C-contiguous, each feature's row minus the midpoint of its range, as float16.
 
@@ -54,16 +54,16 @@ def served_weights(feature_log_prob: np.ndarray) -> np.ndarray:
     range: at most ~4 on 20news instead of ~17 before centring; error at most 2**-10 ≈ 0.001
     per weight, against 0.004 uncentred, which changed 8 predictions of the test split). A row
     whose range float16 cannot hold (over 65,504, not a weight smoothing produces) stays
-    float32 for the whole matrix.
+    float32 for the whole matrix; ``dtype`` float32 asks for that directly.
     """
     weights = np.asarray(feature_log_prob, dtype=np.float64).T
     centred = weights - (weights.max(axis=1, keepdims=True)
                          + weights.min(axis=1, keepdims=True)) / 2 if weights.size else weights
     with np.errstate(over="ignore"):
-        half = np.ascontiguousarray(centred, dtype=np.float16)
-    if not np.isfinite(half).all():
+        stored = np.ascontiguousarray(centred, dtype=dtype)
+    if not np.isfinite(stored).all():
         return np.ascontiguousarray(centred, dtype=np.float32)
-    return half
+    return stored
 
 
 # Stored values whose weight rows are gathered at a time in :func:`sparse_times`: 10 MB of
@@ -121,14 +121,23 @@ class TextClassifier:
     @classmethod
     def from_fitted(
         cls, cleaner: Cleaner, vectorizer: TermVectorizer, nb: MultinomialNB,
-        class_names: Sequence[str],
+        class_names: Sequence[str], keep_predictions_of: Sequence[str] = (),
     ) -> TextClassifier:
-        return cls(
-            features=TextFeatures(cleaner, vectorizer),
-            log_prob=served_weights(nb.feature_log_prob_),
-            class_log_prior=np.asarray(nb.class_log_prior_, dtype=np.float64),
-            classes=[class_names[int(c)] for c in nb.classes_],
-        )
+        """The fitted pipeline in serving layout. Its weights are float16 (:func:`served_weights`)
+        unless they would change the prediction for one of ``keep_predictions_of`` (training
+        passes the test split) from what scikit-learn's float64 weights give: then float32,
+        centred too, so the reported test figures are scikit-learn's exactly."""
+        features = TextFeatures(cleaner, vectorizer)
+        prior = np.asarray(nb.class_log_prior_, dtype=np.float64)
+        weights = served_weights(nb.feature_log_prob_)
+        if weights.dtype == np.float16 and len(keep_predictions_of):
+            X = features.transform(keep_predictions_of)
+            exact = sparse_times(X, np.ascontiguousarray(nb.feature_log_prob_.T, np.float64))
+            half = sparse_times(X, weights)
+            if ((exact + prior).argmax(axis=1) != (half + prior).argmax(axis=1)).any():
+                weights = served_weights(nb.feature_log_prob_, np.float32)
+        return cls(features=features, log_prob=weights, class_log_prior=prior,
+                   classes=[class_names[int(c)] for c in nb.classes_])
 
     def joint_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 1:  # no sparse matrix for one document; same numbers
