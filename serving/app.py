@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.wsgi import get_content_length, get_input_stream
 
 from serving import logs
 from serving.artifact import Model
@@ -29,6 +24,7 @@ from serving.errors import (
     ServingError,
     UnsupportedMediaType,
 )
+from serving.hot_routes import JSON_TYPE, HotRoutes, error_body, request_id_of
 from serving.mediatypes import (
     JSON,
     JSONLINES,
@@ -43,7 +39,6 @@ from serving.stages import Stage, build
 
 access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.app")
-JSON_TYPE = "application/json"
 # The list every stage's application/json answer wraps its records in (its JSON Lines answer is
 # one list item per line); used to frame batch answers one record per line.
 JSON_LIST_KEYS = {"classify": "predictions", "recommend": "predictions",
@@ -60,32 +55,14 @@ _negotiate = lru_cache(maxsize=256)(negotiate)
 _content_type_for = lru_cache(maxsize=64)(content_type_for)
 
 
-def _error_body(code: str, message: str, request_id: str) -> bytes:
-    return orjson.dumps({"error": code, "message": message, "request_id": request_id})
-
-
 def _error(status: int, code: str, message: str, request_id: str) -> Response:
-    return Response(_error_body(code, message, request_id), status=status,
+    return Response(error_body(code, message, request_id), status=status,
                     content_type=JSON_TYPE)
 
 
-# WSGI environ keys of the request headers read on every request (PEP 3333: HTTP_ + the name
-# upper-cased, "-" as "_"; Content-Type is CONTENT_TYPE), what werkzeug's request.headers reads.
-INFERENCE_ID = "HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID"
-CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def _request_id(environ: dict[str, Any] | None = None) -> str:
+def _request_id() -> str:
     """SageMaker's inference id when the client sent one, else a fresh id."""
-    return (environ if environ is not None else request.environ).get(INFERENCE_ID) \
-        or uuid.uuid4().hex
-
-
-def _status_line(status: int) -> str:
-    """The status line werkzeug's Response writes (``413 REQUEST ENTITY TOO LARGE``)."""
-    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
+    return request_id_of(request.environ)
 
 
 def _with_id(response: Response, request_id: str) -> Response:
@@ -121,34 +98,6 @@ def frame_batch(parts: list[bytes], media: MediaType, json_key: str) -> bytes:
     if media.type == JSON:  # orjson never writes a raw newline, so lines are records
         prefix = b'{"' + json_key.encode() + b'":['
         body = prefix + body.replace(b"\n", b"]}\n" + prefix) + b"]}"
-    return body
-
-
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The request body, refusing anything over ``limit`` bytes before reading it all, and a
-    body cut short (fewer bytes than its Content-Length, a broken chunked encoding): nginx
-    refuses both before the app sees them; without it (SERVING_FRONT_END=none) this does.
-
-    With a Content-Length (nginx always sends one) exactly that many bytes are read from the
-    server's input stream, which ends at the body's end (PEP 3333); werkzeug's ``request.stream``
-    would allocate ``limit + 1`` bytes (6 MB) per read. Without one (chunked), werkzeug's
-    stream as before: the server's terminated stream, or an empty one."""
-    length = get_content_length(environ)
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
-    try:
-        if length is not None:
-            body = environ["wsgi.input"].read(length) if length else b""
-        else:
-            body = get_input_stream(environ, safe_fallback=True).read(limit + 1)
-    except Exception as exc:  # gunicorn's chunk errors, a reset connection: the client's fault
-        raise BadRequest(f"the body could not be read ({type(exc).__name__}): a malformed "
-                         "chunked encoding, or the client left") from None
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-    if length is not None and len(body) < length:
-        raise BadRequest(f"the body ended after {len(body)} of the {length} bytes its "
-                         "Content-Length announced (client abort); nothing was scored")
     return body
 
 
@@ -229,68 +178,6 @@ class Server:
             model_s += time.perf_counter() - t
             parts.append(stage.encode(result, part_media))
         return frame_batch(parts, out_media, JSON_LIST_KEYS[stage.name]), model_s
-
-
-class HotRoutes:
-    """WSGI in front of Flask for ``POST /invocations`` and ``GET /ping``, the routes every
-    request takes: the same answers, headers and log lines as through Flask, without its
-    per-request request context, URL matching, hooks and Response objects (~300 Python calls a
-    request, about as much CPU as one post's model time). Every other method and path (404,
-    405 with ``Allow``, HEAD, ``/execution-parameters``) goes to the Flask app behind it."""
-
-    def __init__(self, flask_app: WsgiApp, server: Server) -> None:
-        self.flask_app = flask_app
-        self.server = server
-        self.stage_name = server.stage.name
-        self.max_request_bytes = server.settings.max_request_bytes
-        self.ping_ok = orjson.dumps({"status": "ok", **server.stage.info})
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse,
-                 ) -> Iterable[bytes]:
-        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
-        if path == "/invocations" and method == "POST":
-            status, headers, body = self.invocation(environ)
-        elif path == "/ping" and method == "GET":
-            status, headers, body = self.ping()
-        else:
-            return self.flask_app(environ, start_response)
-        start_response(status, headers)
-        return [body]
-
-    def ping(self) -> tuple[str, list[tuple[str, str]], bytes]:
-        body, status = (self.ping_ok, "200 OK") if self.server.ready else (
-            b'{"status":"loading"}', "503 SERVICE UNAVAILABLE")
-        return status, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))], body
-
-    def invocation(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-        """Status line, headers and body of one ``POST /invocations``; logs its line."""
-        started = time.perf_counter()
-        request_id = _request_id(environ)
-        timings: dict[str, float] = {}
-        fields: dict[str, object] = {"request_id": request_id, "stage": self.stage_name}
-        records, status = 0, 200
-        try:
-            body = _read_body(environ, self.max_request_bytes)
-            fields["bytes_in"] = len(body)
-            out, content_type, records = self.server.invoke(
-                body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"),
-                environ.get(CUSTOM_ATTRIBUTES), timings)
-        except ServingError as exc:
-            fields["error"] = exc.code
-            status, content_type = exc.status, JSON_TYPE
-            out = _error_body(exc.code, exc.message, request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            fields["error"] = "internal_error"
-            status, content_type = 500, JSON_TYPE
-            out = _error_body("internal_error",
-                              f"internal error; quote request id {request_id}", request_id)
-        fields.update(status=status, records=records, bytes_out=len(out), **timings,
-                      total_ms=round((time.perf_counter() - started) * 1e3, 3))
-        logs.log_request(access_log, fields)
-        return ("200 OK" if status == 200 else _status_line(status),
-                [("Content-Type", content_type), ("Content-Length", str(len(out))),
-                 ("X-Request-Id", request_id)], out)
 
 
 def create_app(server: Server) -> Flask:

@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,18 @@ def clean_all(cleaner: TextCleaner, texts: list[str], what: str) -> list[str]:
                                            mininterval=1.0, disable=None)]
 
 
-def fit_classifier(hp: Hyperparameters, train: data.Corpus) -> TextClassifier:
+def fit_classifier(hp: Hyperparameters, train: data.Corpus,
+                   keep_predictions_of: Sequence[str] = ()) -> TextClassifier:
+    """The classifier; float16 weights unless they would change a prediction for one of
+    ``keep_predictions_of`` (the test split), then float32 (TextClassifier.from_fitted)."""
     cleaner = make_cleaner(hp, lemmatize=hp.lemmatize)
     cleaned = clean_all(cleaner, train.texts, "train (classifier)")
     tfidf = make_tfidf(hp)
     X = tfidf.fit_transform(cleaned)
     nb = MultinomialNB(alpha=hp.alpha).fit(X, train.labels)
     log.info("classifier: %d documents x %d features, %d non-zeros", *X.shape, X.nnz)
-    return TextClassifier.from_fitted(cleaner, from_sklearn(tfidf), nb, train.label_names)
+    return TextClassifier.from_fitted(cleaner, from_sklearn(tfidf), nb, train.label_names,
+                                      keep_predictions_of)
 
 
 def fit_featurizer(hp: Hyperparameters, train: data.Corpus) -> tuple[NtmFeaturizer, Any]:
@@ -157,7 +162,7 @@ def run(data_path: str, model_dir: Path, output_dir: Path | None, hp: Hyperparam
              len(train.label_names), splits.source)
 
     try:
-        classifier = fit_classifier(hp, train)
+        classifier = fit_classifier(hp, train, test.texts)
         predicted = classifier.joint_log_likelihood(test.texts).argmax(axis=1)
         featurizer, X_ntm = fit_featurizer(hp, train)
     except ValueError as exc:  # scikit-learn's vocabulary pruning on too little text

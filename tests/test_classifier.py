@@ -149,3 +149,26 @@ def test_half_float_weights_give_the_same_predictions(tiny_corpus: Path) -> None
     for i in (0, len(texts) - 2, len(texts) - 1):  # the one-document path gives the same
         np.testing.assert_allclose(half.joint_log_likelihood([texts[i]])[0], batch[i],
                                    rtol=0, atol=1e-3)
+
+
+def test_float16_that_flips_a_prediction_is_not_kept(monkeypatch: pytest.MonkeyPatch,
+                                                     tiny_corpus: Path) -> None:
+    splits = load_splits(str(tiny_corpus))
+    kept = fit_classifier(parse({"min_df": 1}), splits.train, splits.test.texts)
+    assert kept.log_prob.dtype == np.float16  # no prediction of the tiny test split moves
+    real = classifier_module.served_weights
+
+    def flipping(feature_log_prob: np.ndarray, dtype: type = np.float16) -> np.ndarray:
+        weights = real(feature_log_prob, dtype)
+        if dtype is np.float16:  # as if rounding had swapped the first two classes
+            weights = np.ascontiguousarray(weights[:, ::-1])
+        return weights
+
+    monkeypatch.setattr(classifier_module, "served_weights", flipping)
+    model = fit_classifier(parse({"min_df": 1}), splits.train, splits.test.texts)
+    assert model.log_prob.dtype == np.float32  # float32 centred: scikit-learn's predictions
+    assert model.predict(splits.test.texts) == [
+        model.classes[i] for i in np.argmax(model.features.transform(splits.test.texts)
+                                            @ model.log_prob + model.class_log_prior, axis=1)]
+    reference = fit_classifier(parse({"min_df": 1}), splits.train)  # no check: float16 kept
+    assert reference.log_prob.dtype == np.float16

@@ -1,0 +1,118 @@
+"""serving/hot_routes.py (``HotRoutes``: ``POST /invocations`` and ``GET /ping`` before
+Flask): the same answers as through Flask's views, exact header lists, the body read by
+Content-Length or as a terminated stream, and Flask still answering everything else."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from serving import logs
+from serving.app import Server, create_app
+from serving.artifact import Model
+from serving.config import Settings
+from serving.hot_routes import HotRoutes
+
+POST = b"NASA will launch the shuttle into orbit; the moon mission is ready"
+
+
+@pytest.fixture(scope="module")
+def app(tiny_model_dir: Path) -> Any:
+    server = Server(Model.load(tiny_model_dir),
+                    Settings(model_dir=str(tiny_model_dir), workers=2))
+    server.warm_up()
+    return create_app(server)
+
+
+def call(wsgi: Any, method: str, path: str, body: bytes = b"",
+         headers: dict[str, str] | None = None, **environ: Any) -> tuple[str, list, bytes]:
+    env = EnvironBuilder(method=method, path=path, data=body, headers=headers).get_environ()
+    env.update(environ)
+    out, status, response_headers = run_wsgi_app(wsgi, env, buffered=True)
+    return status, list(response_headers.items()), b"".join(out)
+
+
+CASES = [
+    ("POST", "/invocations", POST, {"Content-Type": "text/plain"}),
+    ("POST", "/invocations", POST, {"Content-Type": "text/plain", "Accept": "text/csv"}),
+    ("POST", "/invocations", POST, {"Content-Type": "text/plain",
+                                    "X-Amzn-SageMaker-Custom-Attributes": "explain=2"}),
+    ("POST", "/invocations", POST, {"Content-Type": "text/plain",
+                                    "X-Amzn-SageMaker-Custom-Attributes": "top_k=0"}),
+    ("POST", "/invocations", b"", {"Content-Type": "text/plain"}),
+    ("POST", "/invocations", b"\xff", {"Content-Type": "text/plain"}),
+    ("POST", "/invocations", POST, {"Content-Type": "image/png"}),
+    ("POST", "/invocations", POST, {"Content-Type": "text/plain", "Accept": "image/png"}),
+    ("GET", "/ping", b"", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers"), CASES)
+def test_hot_routes_answer_as_the_flask_views(app: Any, method: str, path: str, body: bytes,
+                                              headers: dict[str, str]) -> None:
+    headers = {**headers, "X-Amzn-SageMaker-Inference-Id": "id-1"}
+    hot = app.wsgi_app
+    assert isinstance(hot, HotRoutes)
+    fast = call(hot, method, path, body, headers)
+    through_flask = call(hot.flask_app, method, path, body, headers)  # routing → the views
+    assert fast == through_flask
+    status, header_list, _ = fast
+    names = [name for name, _ in header_list]
+    if path == "/ping":
+        assert status == "200 OK" and names == ["Content-Type", "Content-Length"]
+    else:
+        assert names == ["Content-Type", "Content-Length", "X-Request-Id"]
+        assert dict(header_list)["X-Request-Id"] == "id-1"
+
+
+def test_flask_answers_everything_else(app: Any) -> None:
+    status, headers, body = call(app.wsgi_app, "GET", "/invocations")
+    assert status == "405 METHOD NOT ALLOWED" and "POST" in dict(headers)["Allow"]
+    assert orjson.loads(body)["error"] == "method_not_allowed"
+    status, headers, body = call(app.wsgi_app, "HEAD", "/ping")
+    assert status == "200 OK" and body == b""
+    assert call(app.wsgi_app, "GET", "/ping/")[0] == "404 NOT FOUND"
+    assert call(app.wsgi_app, "GET", "/execution-parameters")[0] == "200 OK"
+
+
+def test_body_by_content_length_and_by_a_terminated_stream(app: Any) -> None:
+    headers = {"Content-Type": "text/plain"}
+    # fewer bytes than the Content-Length announced (a client that left): a 400, nothing scored
+    status, _, body = call(app.wsgi_app, "POST", "/invocations", POST, headers,
+                           CONTENT_LENGTH=str(len(POST) + 10))
+    assert status == "400 BAD REQUEST"
+    assert f"{len(POST)} of the {len(POST) + 10} bytes" in orjson.loads(body)["message"]
+    # chunked (no Content-Length): the server's terminated stream is read to its end
+    status, _, body = call(app.wsgi_app, "POST", "/invocations", b"", headers,
+                           CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked",
+                           **{"wsgi.input": io.BytesIO(POST), "wsgi.input_terminated": True})
+    assert status == "200 OK", body
+    assert orjson.loads(body)["predictions"][0]["label"] == "sci.space"
+
+
+def test_one_log_line_per_invocation(app: Any) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("INFO")
+    root.handlers[0].stream = stream  # type: ignore[attr-defined]
+    try:
+        call(app.wsgi_app, "POST", "/invocations", POST,
+             {"Content-Type": "text/plain", "X-Amzn-SageMaker-Inference-Id": "id-2"})
+        call(app.wsgi_app, "GET", "/ping")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == ["id-2"]
+    line = lines[0]
+    assert line["status"] == 200 and line["bytes_in"] == len(POST) and line["records"] == 1
+    assert {"decode_ms", "model_ms", "encode_ms", "total_ms", "bytes_out"} <= set(line)
+    assert "NASA" not in stream.getvalue()
