@@ -5,8 +5,12 @@ Layout::
     manifest.json          schema, versions, sha256 of every file, data fingerprint, params
     metrics.json           test-split accuracy, macro-F1, ...
     classifier/            cleaner.json, vectorizer.json, vocab.txt, idf.npy,
-                           log_prob.npy, class_log_prior.npy, classes.json
-    ntm/                   cleaner.json, vectorizer.json, vocab.txt (the NTM vocabulary)
+                           log_prob.npy (float16 or float32, each term's row centred),
+                           class_log_prior.npy, classes.json; the term index:
+                           index_words.txt, index_unigram.npy, index_bigrams_*.npy and
+                           wordhash_*.npy (hash tables: keys, values, offsets)
+    ntm/                   cleaner.json, vectorizer.json, vocab.txt (the NTM vocabulary),
+                           the same term index files
     catalog.jsonl          training-document index → id, title, newsgroup
 
 Only JSON, text and ``.npy`` (``allow_pickle=False``) are read: loading runs no code from the
