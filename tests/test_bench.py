@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import subprocess
+import sys
 
 from bench import loadgen, memory
 
@@ -39,13 +40,22 @@ def test_mapping_names() -> None:
 
 
 def test_pss_by_mapping_sums_to_the_process_pss() -> None:
-    pid = os.getpid()
-    by_mapping = memory.pss_by_mapping([pid])
-    assert "[heap]" in by_mapping or "[anon]" in by_mapping
-    assert list(by_mapping.values()) == sorted(by_mapping.values(), reverse=True)
-    rollup = memory.pss_mb(pid)
-    # the same Pss lines, summed per mapping then rounded: equal up to rounding and the few
-    # pages this process touched between the two reads
-    assert abs(sum(by_mapping.values()) - rollup) < 2 + 0.05 * len(by_mapping)
-    assert memory.process_tree(pid)[0] == pid
-    assert Path(f"/proc/{pid}").exists()
+    # A child of its own with no children (pss_mb sums a whole process tree, and this test
+    # process may have servers of other tests below it).
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        pid = child.pid
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
+        by_mapping = memory.pss_by_mapping([pid])
+        assert "[heap]" in by_mapping or "[anon]" in by_mapping
+        assert list(by_mapping.values()) == sorted(by_mapping.values(), reverse=True)
+        assert memory.process_tree(pid) == [pid]
+        rollup = memory.pss_mb(pid)
+        # the same Pss lines, summed per mapping then rounded: equal up to rounding and the
+        # few pages the process touched between the two reads
+        assert abs(sum(by_mapping.values()) - rollup) < 2 + 0.05 * len(by_mapping)
+        assert memory.process_tree(os.getpid())[0] == os.getpid()
+    finally:
+        child.kill()
+        child.wait()
