@@ -37,17 +37,20 @@ test: setup ## set up, lint, build the images, run every test (what CI runs)
 	bash scripts/build_standins.sh
 	$(PYTHON) -m pytest -q
 
-# The model is rebuilt when DATA names other data than the model was trained on: the data's
-# path is recorded in $(WORK)/data.path, rewritten only when it changes.
+# The model is rebuilt when DATA names other data than the model was trained on (the data's
+# path is recorded in $(WORK)/data.path, rewritten only when it changes) and when the code that
+# writes the artifact changed since: a benchmark or `make run` never serves an artifact of an
+# older layout (older float32 weights, hash tables built at load instead of memory-mapped).
+TRAIN_SOURCES := $(wildcard serving/*.py) pyproject.toml
 DATA_STAMP := $(WORK)/data.path
 $(shell mkdir -p $(WORK); [ "$$(cat $(DATA_STAMP) 2>/dev/null)" = "$(DATA)" ] \
 	|| printf '%s' "$(DATA)" > $(DATA_STAMP))
 
-$(MODEL_DIR)/manifest.json: $(DATA_STAMP)
+$(MODEL_DIR)/manifest.json: $(DATA_STAMP) $(TRAIN_SOURCES)
 	$(PYTHON) -m serving.train --data $(DATA) --model-dir $(MODEL_DIR) \
 		--output-data-dir $(OUTPUT_DIR)
 
-train: setup $(MODEL_DIR)/manifest.json ## train into MODEL_DIR (again when DATA changes)
+train: setup $(MODEL_DIR)/manifest.json ## train into MODEL_DIR (again when DATA or the code changes)
 
 image: ## build the Docker image (IMAGE)
 	bash scripts/build_image.sh

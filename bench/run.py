@@ -290,6 +290,19 @@ def interleaved_p50(ports: dict[str, int], body: list[bytes], rounds: int = 10,
     return {name: round(statistics.median(values), 3) for name, values in samples.items()}
 
 
+def artifact_facts(model_dir: Path) -> dict[str, Any]:
+    """What the benchmarked artifact is: when it was written, its weights' type, whether its
+    hash tables are saved (memory-mapped) or built at load. An artifact of an older layout
+    measures older code (``make bench`` retrains when the code changed)."""
+    import numpy as np
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    classifier = model_dir / "classifier"
+    weights = np.load(classifier / "log_prob.npy", mmap_mode="r", allow_pickle=False)
+    return {"created": manifest.get("created"), "weights_dtype": str(weights.dtype),
+            "saved_hash_tables": any(classifier.glob("wordhash_*.npy"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -319,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             results["training"] = {"seconds": round(time.perf_counter() - started, 1),
                                    "accuracy": metrics["accuracy"],
                                    "macro_f1": metrics["macro_f1"]}
+    results["artifact"] = artifact_facts(args.model_dir)
     results["model"] = in_process(args.model_dir, args.data)
     results["codecs"] = codec_times()
     posts = [t.encode() for t in inprocess.mix(texts)]

@@ -59,3 +59,42 @@ def test_pss_by_mapping_sums_to_the_process_pss() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_artifact_facts_name_the_benchmarked_layout(tiny_model_dir) -> None:
+    from bench.run import artifact_facts
+
+    facts = artifact_facts(tiny_model_dir)
+    manifest = __import__("json").loads((tiny_model_dir / "manifest.json").read_text())
+    assert facts["created"] == manifest["created"]
+    assert facts["weights_dtype"] in ("float16", "float32")
+    assert facts["saved_hash_tables"] is True  # what this code's training writes
+
+
+def test_make_retrains_when_the_code_that_writes_the_artifact_changes() -> None:
+    """`make bench`/`make run` serve MODEL_DIR; a model of an older layout would measure older
+    code. make -n with the model newer than everything: nothing to do; a newer serving/*.py
+    (an artifact written by older code): training runs."""
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model"
+        model.mkdir()
+        stamp = Path(tmp) / "data.path"
+        stamp.write_text("../shared/data/20news-bydate.tar.gz")
+        manifest = model / "manifest.json"
+        manifest.write_text("{}")
+        newest = max(p.stat().st_mtime for p in [*root.glob("serving/*.py"),
+                                                  root / "pyproject.toml"])
+
+        def plan(model_time: float) -> str:
+            os.utime(stamp, (newest - 10, newest - 10))
+            os.utime(manifest, (model_time, model_time))
+            return subprocess.run(
+                ["make", "-n", "-C", str(root), f"WORK={tmp}", f"MODEL_DIR={model}",
+                 f"{model}/manifest.json"], capture_output=True, text=True, check=True).stdout
+
+        assert "serving.train" not in plan(newest + 10)
+        assert "serving.train" in plan(newest - 5)
