@@ -46,11 +46,11 @@ def term_names(vectorizer: TermVectorizer) -> TermNames:
 
     The one place that maps index → term, so the vocabulary's storage can change behind it.
     A vectorizer that holds its terms answers from them. A served model holds only the compact
-    :class:`~serving.termindex.TermIndex` (words + int64 bigram keys); from it one int64 code
-    per feature is built here (8 bytes a term: ``-1 - word id`` for a word, the bigram key
-    ``id(a) * n_words + id(b)`` for a bigram) plus each word's byte offsets in the index's
-    word list (16 bytes a word; a word is decoded only when named). Built in the gunicorn
-    master, shared by the workers.
+    :class:`~serving.termindex.TermIndex` (words + int64 bigram keys) and its one int64 code
+    per feature (:meth:`~serving.termindex.TermIndex.feature_codes`: ``-1 - word id`` for a
+    word, the bigram key ``id(a) * n_words + id(b)`` for a bigram; saved in the artifact and
+    memory-mapped, built at load for older artifacts), plus each word's byte offsets in the
+    index's word list (8 bytes a word, built in the gunicorn master, shared by the workers).
     """
     if vectorizer.terms is not None:
         terms = vectorizer.terms
@@ -60,19 +60,17 @@ def term_names(vectorizer: TermVectorizer) -> TermNames:
     if index.terms is not None:  # n-grams longer than 2: a plain dict of terms
         by_feature = sorted(index.terms, key=index.terms.__getitem__)
         return lambda features: [by_feature[i] for i in features.tolist()]
-    # Word ids → the words' byte ranges in the index's own newline-separated word list (8 bytes
-    # a word; no word dict or string objects are built, so the served index stays compact).
+    # One int64 code a feature (saved in the artifact, memory-mapped: only the pages read are
+    # resident) and each word's start and end in the index's newline-separated word list (8
+    # bytes a word; a word is decoded only when named; no word dict or string objects).
     lines = index.word_lines
-    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 0x0A)
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    ends = np.flatnonzero(np.frombuffer(lines, dtype=np.uint8) == 0x0A).astype(np.int32)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int32)
     n_words = index.n_words
     if ends.size != n_words:
         raise ValueError("the term index's word list does not match its word ids")
-    codes = np.full(vectorizer.n_features, np.iinfo(np.int64).min, dtype=np.int64)
-    has_unigram = np.flatnonzero(index.unigram >= 0)
-    codes[index.unigram[has_unigram]] = -1 - has_unigram
-    codes[index.bigram_features] = index.bigram_keys
-    if (codes == np.iinfo(np.int64).min).any():
+    codes = index.feature_codes()
+    if codes.size != vectorizer.n_features:
         raise ValueError("the term index does not name every feature")
 
     def word(i: int) -> str:

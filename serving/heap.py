@@ -3,17 +3,22 @@
 glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which
 the temporaries of a big request (a 1,000-document batch) come from the brk heap and stay in
 the worker after the request, fragmenting it. A fixed threshold (``mallopt(M_MMAP_THRESHOLD)``
-also turns the dynamic raise off) gives blocks of 128 KB and more back to the kernel when they
-are freed, and ``malloc_trim(0)`` after a large request returns the heap's free pages
+also turns the dynamic raise off) gives blocks of ``MMAP_THRESHOLD`` and more back to the
+kernel when they are freed; the trim threshold beside it returns a free heap top of that size
+at once, and ``malloc_trim(0)`` after a large request returns the heap's free pages
 (glibc: https://man7.org/linux/man-pages/man3/mallopt.3.html, malloc_trim.3). Elsewhere (musl,
-macOS) both are no-ops.
+macOS) these are no-ops.
 
-Trimming is not free: the next request faults the released pages back in (zero-filled by the
-kernel). After every 1,000-post request (1.7 MB) that cost ~50 ms of a ~120 ms model time on
-this project's 2-core VM, to release the ~5 MB the request left free in the heap. So the heap
-is trimmed after a large request only when more than ``KEEP_FREE_BYTES`` of it is free
-(``mallinfo2``, glibc >= 2.33; with an older glibc, always): a worker keeps at most that much
-idle heap, and a request that left more (a 6 MB body's temporaries) still gives it back.
+Giving memory back is not free: the next request faults the pages in again (zero-filled by the
+kernel, a fault a 4 KB page). The threshold is 4 MB: a
+1,000-post request's temporaries (most of them 0.1-4 MB numpy arrays) then reuse heap pages
+instead of mapping fresh ones: measured on this project's 2-core VM (2 workers, 16
+requests of 1,000 real posts, medians), 128 KB gave ~290 ms a request, 1 MB ~200 ms, 2 MB
+~160 ms, 4 MB ~150 ms, 8 MB ~170 ms (glibc's default ~165 ms), for ~8 MB more PSS over the
+three processes than 128 KB. The heap is trimmed after a large request only when more than
+``KEEP_FREE_BYTES`` of it is free (``mallinfo2``, glibc >= 2.33; with an older glibc, always):
+a worker keeps at most that much idle heap, and a request that left more (a 6 MB body's
+temporaries) still gives it back.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
+MMAP_THRESHOLD = 4 * 1024 * 1024
 TRIM_AFTER_BYTES = 256 * 1024  # a request body at least this large: trim after it ...
 KEEP_FREE_BYTES = 16 * 1024 * 1024  # ... if its heap holds more free bytes than this
 

@@ -27,6 +27,10 @@ FILES = ("index_words.txt", "index_unigram.npy")
 BIGRAMS = "index_bigrams"  # the bigram table's files: index_bigrams_{keys,values,offsets}.npy
 # What artifacts written before the table held: the bigram keys sorted, their features.
 SORTED_FILES = ("index_bigram_keys.npy", "index_bigram_features.npy")
+# Feature index → term, for explanations: saved, and memory-mapped at load (only the pages an
+# explanation reads become resident); older artifacts build it when first asked.
+CODES = "index_feature_codes.npy"
+_NO_TERM = np.iinfo(np.int64).min
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -37,6 +41,7 @@ class TermIndex:
     unigram: np.ndarray  # word id → feature index, or -1
     bigrams: HashTable  # int64 bigram key → feature index
     terms: dict[str, int] | None = None  # only for n-grams longer than 2
+    saved_codes: np.ndarray | None = None  # CODES as loaded (memory-mapped), if saved
 
     @property
     def bigram_keys(self) -> np.ndarray:
@@ -52,6 +57,25 @@ class TermIndex:
     def words(self) -> dict[str, int]:
         """Word → word id."""
         return {w: i for i, w in enumerate(self.word_lines.decode().split("\n")[:-1])}
+
+    def feature_codes(self) -> np.ndarray:
+        """One int64 per feature naming its term: ``-1 - word id`` for a word, the bigram key
+        ``id(a) * n_words + id(b)`` for a bigram (ValueError if a feature has no term)."""
+        if self.saved_codes is None:
+            self.saved_codes = self._build_codes()
+        return self.saved_codes
+
+    def _build_codes(self) -> np.ndarray:
+        codes = np.full(self.n_features, _NO_TERM, dtype=np.int64)
+        has_unigram = np.flatnonzero(self.unigram >= 0)
+        if (self.unigram[has_unigram] >= codes.size).any() or (
+                self.bigram_features >= codes.size).any():
+            raise ValueError("the term index does not name every feature")
+        codes[self.unigram[has_unigram]] = -1 - has_unigram
+        codes[self.bigram_features] = self.bigram_keys
+        if (codes == _NO_TERM).any():
+            raise ValueError("the term index does not name every feature")
+        return codes
 
     @property
     def n_words(self) -> int:
@@ -133,7 +157,8 @@ class TermIndex:
         paths = [directory / name for name in FILES]
         paths[0].write_bytes(self.word_lines)
         np.save(paths[1], self.unigram.astype(np.int32), allow_pickle=False)
-        return paths + self.bigrams.save(directory, BIGRAMS)
+        np.save(directory / CODES, self.feature_codes(), allow_pickle=False)
+        return [*paths, directory / CODES, *self.bigrams.save(directory, BIGRAMS)]
 
     @classmethod
     def load(cls, directory: Path, ngram_range: tuple[int, int]) -> TermIndex | None:
@@ -162,4 +187,10 @@ class TermIndex:
             raise ValueError(f"{directory}: the bigram keys are not int64")
         if unigram.shape != (lines.count(b"\n"),) or (lines and not lines.endswith(b"\n")):
             raise ValueError(f"{directory}: the term index files do not agree")
-        return cls(ngram_range, lines, unigram, bigrams)
+        index = cls(ngram_range, lines, unigram, bigrams)
+        if (directory / CODES).exists():
+            codes = np.asarray(np.load(directory / CODES, mmap_mode="r", allow_pickle=False))
+            if codes.shape != (index.n_features,) or codes.dtype != np.int64:
+                raise ValueError(f"{directory}: {CODES} does not match the term index")
+            index.saved_codes = codes
+        return index

@@ -64,3 +64,32 @@ def test_empty_bigram_vocabulary() -> None:
     index = TermIndex.build(["orbit", "shuttle"], (1, 2))
     assert index.bigrams.size == 0 and index.n_features == 2
     assert sorted(index.lookup(["orbit", "shuttle", "orbit"]).tolist()) == [0, 0, 1]
+
+
+def test_feature_codes_are_saved_and_memory_mapped(tmp_path) -> None:
+    import pytest
+
+    from serving.termindex import CODES
+
+    words = ["nasa", "orbit", "moon", "car"]
+    terms = sorted([*words, "nasa orbit", "orbit moon", "moon nasa"])
+    index = TermIndex.build(terms, (1, 2))
+    built = index.feature_codes()
+    ids = index.words
+    for feature, term in enumerate(terms):  # -1 - word id, or id(a) * n_words + id(b)
+        parts = term.split(" ")
+        want = -1 - ids[parts[0]] if len(parts) == 1 else \
+            ids[parts[0]] * index.n_words + ids[parts[1]]
+        assert built[feature] == want
+    assert CODES in {p.name for p in index.save(tmp_path)}
+    loaded = TermIndex.load(tmp_path, (1, 2))
+    assert loaded is not None and loaded.saved_codes is not None
+    assert isinstance(loaded.saved_codes.base, np.memmap)  # mapped, not read
+    assert np.array_equal(loaded.feature_codes(), built)
+    (tmp_path / CODES).unlink()  # an artifact written before the codes were saved
+    older = TermIndex.load(tmp_path, (1, 2))
+    assert older is not None and older.saved_codes is None
+    assert np.array_equal(older.feature_codes(), built)
+    np.save(tmp_path / CODES, built[:-1])
+    with pytest.raises(ValueError, match=CODES):
+        TermIndex.load(tmp_path, (1, 2))
