@@ -4,8 +4,9 @@
 
 Each figure stands beside a reference measured in the same run, and the ratio is reported:
 our model beside a scikit-learn Pipeline with the same settings (``bench.inprocess``: speed,
-memory, accuracy), our server beside a Flask + gunicorn hello world (``bench.floor``: latency
-over the 200-post mix, concurrency-8 throughput, PSS, start-up) measured in interleaved rounds.
+memory, accuracy), our server beside a Flask + gunicorn hello world, alone and behind our own
+nginx front end (``bench.floor``: latency over the 200-post mix, concurrency-8 throughput, PSS,
+start-up) measured in interleaved rounds.
 Every load test is bounded in count and time and talks to 127.0.0.1 only.
 """
 
@@ -72,21 +73,25 @@ def median_doc(texts: list[str]) -> str:
     return sorted(texts, key=len)[len(texts) // 2]
 
 
-def start_server(model_dir: Path, workers: int, floor: bool = False,
+def start_server(model_dir: Path, workers: int, floor: str | None = None,
                  ) -> tuple[subprocess.Popen, int, float]:
-    """Our server (nginx → gunicorn, the model) or the floor (gunicorn → Flask hello world);
-    returns the process, its port and seconds from start to the first /ping 200."""
+    """Our server (nginx → gunicorn, the model), the floor (``"gunicorn"``: gunicorn → Flask
+    hello world) or the front end's floor (``"nginx"``: our nginx → gunicorn with the hello
+    world); returns the process, its port and seconds from start to the first /ping 200."""
     port = loadgen.free_port()
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SERVING_HOST": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
            "SERVING_LOG_LEVEL": "INFO"}
     command = [sys.executable, "-m", "serving.serve"]
-    if floor:
+    if floor == "gunicorn":
         command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
                    f"127.0.0.1:{port}", "--access-logfile", "-", "bench.floor:app"]
+    elif floor == "nginx":
+        command = [sys.executable, "-m", "bench.floor"]
     RESULTS.mkdir(exist_ok=True)
     # Request logs go to a file, as the container's go to Docker's log driver: the same work.
-    log = (RESULTS / ("floor.log" if floor else "server.log")).open("wb")
+    log = (RESULTS / {None: "server.log", "gunicorn": "floor.log",
+                      "nginx": "floor_nginx.log"}[floor]).open("wb")
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     if not loadgen.wait_ready("127.0.0.1", port, 60, interval=0.01):
@@ -337,12 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     results["codecs"] = codec_times()
     posts = [t.encode() for t in inprocess.mix(texts)]
     proc, port, first_ping = start_server(args.model_dir, workers=2)
-    floor, floor_port, floor_ping = start_server(args.model_dir, workers=2, floor=True)
+    floor, floor_port, floor_ping = start_server(args.model_dir, workers=2, floor="gunicorn")
+    front, front_port, _ = start_server(args.model_dir, workers=2, floor="nginx")
     container = None
     try:
-        both = compare_servers({"server": port, "floor": floor_port}, posts, args.seconds,
+        both = compare_servers({"server": port, "floor": floor_port,
+                                "floor_behind_our_front_end": front_port}, posts, args.seconds,
                                args.rounds)
         server, base = both["server"], both["floor"]
+        results["floor_behind_our_front_end"] = both["floor_behind_our_front_end"]
+        front.terminate()
+        front.wait(30)
         server.update(batch_rate("127.0.0.1", port, texts, args.seconds))
         pss = memory.report(proc.pid, top=12)
         server.update(pss_mb_all_processes=pss["pss_mb"], first_ping_s=round(first_ping, 2),
@@ -371,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                           latency_vs_local=round(p50["docker"] / p50["local"], 3))
             results["docker"] = docker
     finally:
-        for process in (proc, floor):
+        for process in (proc, floor, front):
             if process.poll() is None:
                 process.terminate()
                 process.wait(30)
