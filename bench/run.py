@@ -4,9 +4,9 @@
 
 Each figure stands beside a reference measured in the same run, and the ratio is reported:
 our model beside a scikit-learn Pipeline with the same settings (``bench.inprocess``: speed,
-memory, accuracy), our server beside a Flask + gunicorn hello world, alone and behind our own
-nginx front end (``bench.floor``: latency over the 200-post mix, concurrency-8 throughput, PSS,
-start-up) measured in interleaved rounds.
+memory, accuracy), our server beside a Flask + gunicorn hello world and beside a plain WSGI
+hello world behind our own front end (``bench.floor``: latency over the 200-post mix,
+concurrency-8 throughput, PSS, start-up) measured in interleaved rounds.
 Every load test is bounded in count and time and talks to 127.0.0.1 only.
 """
 
@@ -76,8 +76,8 @@ def median_doc(texts: list[str]) -> str:
 def start_server(model_dir: Path, workers: int, floor: str | None = None,
                  ) -> tuple[subprocess.Popen, int, float]:
     """Our server (nginx → gunicorn, the model), the floor (``"gunicorn"``: gunicorn → Flask
-    hello world) or the front end's floor (``"nginx"``: our nginx → gunicorn with the hello
-    world); returns the process, its port and seconds from start to the first /ping 200."""
+    hello world) or the front end's floor (``"nginx"``: our nginx → gunicorn with a plain
+    WSGI hello world); returns the process, its port and seconds to the first /ping 200."""
     port = loadgen.free_port()
     env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SERVING_HOST": "127.0.0.1", "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),

@@ -98,3 +98,16 @@ def test_make_retrains_when_the_code_that_writes_the_artifact_changes() -> None:
 
         assert "serving.train" not in plan(newest + 10)
         assert "serving.train" in plan(newest - 5)
+
+
+def test_front_end_floor_answers_like_a_server() -> None:
+    import io
+
+    from bench.floor import ANSWER, transport
+
+    seen = []
+    body = transport({"PATH_INFO": "/invocations", "CONTENT_LENGTH": "5",
+                      "wsgi.input": io.BytesIO(b"hello")}, lambda *a: seen.append(a))
+    assert body == [ANSWER] and seen[0][0] == "200 OK"
+    assert ("Content-Length", str(len(ANSWER))) in seen[0][1]
+    assert transport({"PATH_INFO": "/ping"}, lambda *a: None) == [b'{"status":"ok"}']
