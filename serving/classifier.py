@@ -144,7 +144,9 @@ class TextClassifier:
     def joint_log_likelihood(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 1:  # no sparse matrix for one document; same numbers
             features, values = self.features.one(texts[0])
-            return (values @ self.log_prob[features] + self.class_log_prior)[None, :]
+            # np.take: the same rows as log_prob[features], ~2x faster for a few hundred rows
+            rows = np.take(self.log_prob, features, axis=0)
+            return (values @ rows + self.class_log_prior)[None, :]
         return self.sparse_joint_log_likelihood(self.features.transform(texts))
 
     def sparse_joint_log_likelihood(self, X: sparse.csr_matrix) -> np.ndarray:

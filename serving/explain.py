@@ -121,7 +121,8 @@ class Explainer:
         classifier = self.classifier
         if len(texts) == 1:  # as TextClassifier.joint_log_likelihood: no sparse matrix
             indices, data = classifier.features.one(texts[0])
-            jll = (data @ classifier.log_prob[indices] + classifier.class_log_prior)[None, :]
+            rows = np.take(classifier.log_prob, indices, axis=0)
+            jll = (data @ rows + classifier.class_log_prior)[None, :]
             return np.array([0, indices.size]), indices, data, jll
         X = classifier.features.transform(texts)
         return X.indptr, X.indices, X.data, classifier.sparse_joint_log_likelihood(X)

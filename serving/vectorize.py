@@ -165,7 +165,7 @@ class TermVectorizer:
             np.log(counts, out=counts)
             counts += 1.0
         if self.idf is not None:
-            counts *= self.idf[indices]
+            counts *= np.take(self.idf, indices)
         if self.norm is not None and counts.size:
             scale = np.sqrt(counts @ counts) if self.norm == "l2" else np.abs(counts).sum()
             if scale:
