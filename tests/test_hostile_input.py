@@ -412,8 +412,13 @@ def test_values_beyond_float32_are_422_without_warnings(clients) -> None:
 
 
 def test_warnings_are_logged_as_json(capsys) -> None:
+    import logging
+
     from serving import logs
 
+    # An earlier test's logs.configure may have left logging's capture flag set while pytest
+    # restored warnings.showwarning after that test: captureWarnings(True) would then do nothing.
+    logging.captureWarnings(False)
     logs.configure("INFO")
     try:
         warnings.warn("overflow encountered", RuntimeWarning, stacklevel=1)
@@ -421,8 +426,6 @@ def test_warnings_are_logged_as_json(capsys) -> None:
         assert err and all(line.startswith("{") for line in err)
         assert orjson.loads(err[-1])["logger"] == "py.warnings"
     finally:
-        import logging
-
         logging.captureWarnings(False)
 
 
