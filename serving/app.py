@@ -14,7 +14,9 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from serving import logs
+# lean_scipy first: scipy's copy of numpy's namespace without numpy's unused submodules (before
+# serving.artifact's imports reach scipy.sparse).
+from serving import lean_scipy, logs  # noqa: F401
 from serving.artifact import Model
 from serving.config import Settings, SettingsError
 from serving.errors import (

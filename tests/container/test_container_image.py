@@ -129,3 +129,21 @@ def test_wordnet_and_imports(docker_client: Any, image: Any, user: str | None) -
     assert result["cars"] == "car"
     assert result["geese"] == "goose"
     assert result["stopwords"] == 179
+
+
+UNUSED_MODULES_CHECK = """
+import json, sys
+import serving.serve, serving.app
+lean = [m for m in ("numpy.f2py", "numpy.testing", "numpy.ma", "numpy.polynomial", "unittest")
+        if m in sys.modules]
+import numpy.f2py  # still there for whoever asks (the image keeps numpy whole)
+print(json.dumps(lean))
+"""
+
+
+def test_server_imports_no_unused_numpy_submodule(docker_client: Any, image: Any) -> None:
+    """serving.lean_scipy in the image's exact numpy and scipy (tests/test_lean_scipy.py has the
+    equivalence checks): the server's imports leave numpy.f2py, numpy.testing, ... out."""
+    status, out, err = run(docker_client, image, "-c", UNUSED_MODULES_CHECK, entrypoint="python")
+    assert status == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == []
