@@ -10,15 +10,15 @@ at once, and ``malloc_trim(0)`` after a large request returns the heap's free pa
 macOS) these are no-ops.
 
 Giving memory back is not free: the next request faults the pages in again (zero-filled by the
-kernel, a fault a 4 KB page). The threshold is 4 MB: a
-1,000-post request's temporaries (most of them 0.1-4 MB numpy arrays) then reuse heap pages
-instead of mapping fresh ones: measured on this project's 2-core VM (2 workers, 16
-requests of 1,000 real posts, medians), 128 KB gave ~290 ms a request, 1 MB ~200 ms, 2 MB
-~160 ms, 4 MB ~150 ms, 8 MB ~170 ms (glibc's default ~165 ms), for ~8 MB more PSS over the
-three processes than 128 KB. The heap is trimmed after a large request only when more than
-``KEEP_FREE_BYTES`` of it is free (``mallinfo2``, glibc >= 2.33; with an older glibc, always):
-a worker keeps at most that much idle heap, and a request that left more (a 6 MB body's
-temporaries) still gives it back.
+kernel, a fault a 4 KB page). The threshold is 4 MB: a 1,000-post request's temporaries (most
+of them 0.1-4 MB numpy arrays) then reuse heap pages instead of mapping fresh ones. Measured on
+this project's 2-core VM (2 workers, 16 requests of 1,000 real posts, medians): 128 KB gave
+~290 ms a request, 1 MB ~200 ms, 2 MB ~160 ms, 4 MB ~150 ms, 8 MB ~170 ms (glibc's default
+~165 ms), for ~8 MB more PSS over the three processes than 128 KB.
+
+The heap is trimmed after a large request only when more than ``KEEP_FREE_BYTES`` of it is free
+(``mallinfo2``, glibc >= 2.33; with an older glibc, always): a worker keeps at most that much
+idle heap, and a request that left more (a 6 MB body's temporaries) still gives it back.
 """
 
 from __future__ import annotations
