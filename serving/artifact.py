@@ -9,8 +9,9 @@ Layout::
                            class_log_prior.npy, classes.json; the term index:
                            index_words.txt, index_unigram.npy, index_bigrams_*.npy and
                            wordhash_*.npy (hash tables: keys, values, offsets)
-    ntm/                   cleaner.json, vectorizer.json, vocab.txt (the NTM vocabulary),
-                           the same term index files
+    ntm/                   cleaner.json, lemmas.json (the WordNet data its lemmatizer reads),
+                           vectorizer.json, vocab.txt (the NTM vocabulary), the same term
+                           index files
     catalog.jsonl          training-document index → id, title, newsgroup
 
 Only JSON, text and ``.npy`` (``allow_pickle=False``) are read: loading runs no code from the

@@ -4,8 +4,10 @@
 loads it from JSON; importing scikit-learn would cost ~60 MB and ~1 s of start-up in every
 server). :class:`serving.transformers.TextCleaner` is the same class as a scikit-learn
 transformer, for training pipelines. The fitted cleaner carries its own stop-word list
-(``stop_words_``), so serving never needs NLTK's stopwords corpus. Lemmatization uses NLTK's
-WordNet (from ``NLTK_DATA``), loaded only when a cleaner lemmatizes.
+(``stop_words_``), so serving never needs NLTK's stopwords corpus. Lemmatization reads NLTK's
+WordNet (from ``NLTK_DATA``) when a cleaner is fitted; the fitted cleaner carries that data too
+(``lemmatizer_``, :mod:`serving.lemmas`, saved as ``lemmas.json``), so serving needs neither
+NLTK nor the WordNet corpus.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from serving.headers import (  # noqa: F401  (split_headers and subject_of lived
     split_headers,
     subject_of,
 )
+from serving.lemmas import Lemmatizer
 
 STOPWORD_SOURCES = ("sklearn", "nltk", "none")
 # Headers whose values carry topic words. Routing headers (Path, Xref, Newsgroups, Message-ID,
@@ -75,45 +78,32 @@ def resolve_stopwords(source: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
-def _wordnet() -> Any:
-    """NLTK's WordNet reader without the multilingual mapping that lemmatizing never uses
-    (NLTK builds it from index.sense at load, doubling the start-up time)."""
+def _wordnet_root() -> Any:
+    """The WordNet corpus NLTK would read (a directory or inside a zip), or a clear LookupError."""
     import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    class LemmaWordNet(WordNetCorpusReader):  # type: ignore[misc]
-        def map_wn(self, version: str = "wordnet") -> None:
-            return None
 
     try:
-        root = nltk.data.find("corpora/wordnet")
+        return nltk.data.find("corpora/wordnet")
     except LookupError:
         try:
-            root = nltk.data.find("corpora/wordnet.zip/wordnet/")
+            return nltk.data.find("corpora/wordnet.zip/wordnet/")
         except LookupError as exc:
             raise LookupError(
                 "NLTK's WordNet corpus was not found: run 'bash scripts/setup.sh' (installs it "
                 "into /usr/local/share/nltk_data) or set NLTK_DATA to a directory holding "
                 "corpora/wordnet(.zip); in the image it comes from Debian's wordnet-base."
             ) from exc
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "multilingual functions are not available"
-        return LemmaWordNet(root, None)
 
 
-def _lemmatize(word: str, pos: str) -> str:
-    """``nltk.stem.WordNetLemmatizer().lemmatize(word, pos)``, on the reader above."""
-    lemmas = _wordnet()._morphy(word, pos)
-    return min(lemmas, key=len) if lemmas else word
+@lru_cache(maxsize=1)
+def wordnet_lemmatizer() -> Lemmatizer:
+    """The :class:`~serving.lemmas.Lemmatizer` of the installed WordNet (read once)."""
+    return Lemmatizer.from_wordnet(_wordnet_root())
 
 
-@lru_cache(maxsize=200_000)
 def lemma(word: str) -> str:
-    """WordNet lemma (noun, then verb) of a lower-case word, cached per process."""
-    noun = _lemmatize(word, "n")
-    return noun if noun != word else _lemmatize(word, "v")
+    """WordNet lemma (noun, then verb) of a lower-case word, as NLTK's WordNetLemmatizer."""
+    return wordnet_lemmatizer().lemma(word)
 
 
 class Cleaner:
@@ -161,14 +151,14 @@ class Cleaner:
             raise ValueError("skip_lines must be >= 0 and min_token_len >= 1")
         self.stop_words_ = sorted(resolve_stopwords(self.stopwords))
         if self.lemmatize:
-            _wordnet()
+            self.lemmatizer_ = wordnet_lemmatizer()
         return self
 
     def transform(self, X: Iterable[str]) -> list[str]:
         return [self.clean(doc) for doc in X]
 
     # The hot path: everything below is per document.
-    def _compiled(self) -> tuple[frozenset[str], set[str], Any]:
+    def _compiled(self) -> tuple[frozenset[str], set[str], Any, Lemmatizer | None]:
         cached = self.__dict__.get("_cache")
         if cached is None:
             # Tokens are maximal runs of letters (so non-letters act as separators) or, with
@@ -178,10 +168,14 @@ class Cleaner:
                 from nltk.tokenize import RegexpTokenizer
 
                 tokenizer = RegexpTokenizer(r"[^\W_]+")
+            lemmatizer = None
+            if self.lemmatize:  # fitted, or loaded with the artifact; else the installed WordNet
+                lemmatizer = self.__dict__.get("lemmatizer_") or wordnet_lemmatizer()
             cached = (
                 frozenset(self.stop_words_),
                 {h.lower() for h in self.keep_headers},
                 tokenizer,
+                lemmatizer,
             )
             self.__dict__["_cache"] = cached
         return cached
@@ -194,7 +188,7 @@ class Cleaner:
     def headed(self, text: str) -> str:
         """The document after line skipping and header handling (the steps before
         lower-casing)."""
-        _stop, keep, _tokenizer = self._compiled()
+        _stop, keep, _tokenizer, _lemmatizer = self._compiled()
         if self.skip_lines:
             text = "\n".join(text.split("\n")[self.skip_lines :])
         if self.headers == "strip":
@@ -214,7 +208,7 @@ class Cleaner:
 
     def _words(self, text: str) -> list[str]:
         """Tokens of a prepared piece of text, stop words and short tokens dropped."""
-        stop, _keep, tokenizer = self._compiled()
+        stop, _keep, tokenizer, lemmatizer = self._compiled()
         if self.letters_only:
             # Same tokens as NLTK's RegexpTokenizer("[a-zA-Z]+") (a test checks this on the
             # whole corpus), several times faster: every non-ASCII character becomes "?" and
@@ -227,8 +221,9 @@ class Cleaner:
             words = [t for t in raw if len(t) >= min_len and t not in stop]
         else:
             words = [t for t in raw if t not in stop]
-        if self.lemmatize:
-            return [lemma(t) for t in words]
+        if lemmatizer is not None:
+            lemma_of = lemmatizer.lemma
+            return [lemma_of(t) for t in words]
         return words
 
     def token_chunks(self, text: str, chunk_chars: int = CHUNK_CHARS) -> Iterator[list[str]]:

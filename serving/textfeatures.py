@@ -21,17 +21,24 @@ import scipy.sparse as sp
 
 from serving import jsondoc
 from serving.hashtable import HashTable
-from serving.text import LETTERS, Cleaner
+from serving.lemmas import FILE as LEMMAS
+from serving.lemmas import Lemmatizer
+from serving.text import LETTERS, Cleaner, wordnet_lemmatizer
 from serving.vectorize import TermVectorizer
 from serving.wordhash import GROUP_BYTES, TABLE, WordHashes, letters
 
 
-def save_cleaner(cleaner: Cleaner, path: Path) -> Path:
+def save_cleaner(cleaner: Cleaner, path: Path) -> list[Path]:
+    """``cleaner.json`` at ``path`` and, for a lemmatizing cleaner, its WordNet data beside it
+    (``lemmas.json``)."""
     params = cleaner.get_params()
     params["keep_headers"] = list(params["keep_headers"])
     state = {"params": params, "stop_words": list(cleaner.stop_words_)}
     path.write_text(json.dumps(state, indent=1) + "\n")
-    return path
+    if not cleaner.lemmatize:
+        return [path]
+    lemmatizer = getattr(cleaner, "lemmatizer_", None) or wordnet_lemmatizer()
+    return [path, lemmatizer.save(path.with_name(LEMMAS))]
 
 
 def load_cleaner(path: Path) -> Cleaner:
@@ -41,7 +48,10 @@ def load_cleaner(path: Path) -> Cleaner:
     cleaner = Cleaner(**params)
     cleaner.stop_words_ = list(state["stop_words"])  # carried, so no stopwords corpus needed
     if cleaner.lemmatize:
-        cleaner.clean("warm up wordnet")
+        # Carried too (no NLTK, no WordNet corpus); an artifact from before lemmas.json reads
+        # the installed WordNet (a clear LookupError without it).
+        lemmas = path.with_name(LEMMAS)
+        cleaner.lemmatizer_ = Lemmatizer.load(lemmas) if lemmas.is_file() else wordnet_lemmatizer()
     return cleaner
 
 
@@ -201,7 +211,7 @@ class TextFeatures:
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         tables = [] if self.hashes is None else self.hashes.table.save(directory, TABLE)
-        return [save_cleaner(self.cleaner, directory / "cleaner.json"),
+        return [*save_cleaner(self.cleaner, directory / "cleaner.json"),
                 *self.vectorizer.save(directory), *tables]
 
     @classmethod

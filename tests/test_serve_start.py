@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +14,33 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_ntm_features_without_wordnet_is_one_clear_line(tiny_model_dir: Path,
-                                                         tmp_path: Path) -> None:
-    # NLTK searches NLTK_DATA, then its default folders: hide both from the child.
+def _artifact_before_lemmas(model_dir: Path, into: Path) -> Path:
+    """A copy of ``model_dir`` as training wrote it before the lemmas were saved with the NTM
+    cleaner (no ``ntm/lemmas.json``; the manifest rewritten over the remaining files)."""
+    from serving.artifact import MANIFEST, write_manifest
+
+    copy = into / "model"
+    shutil.copytree(model_dir, copy)
+    (copy / "ntm" / "lemmas.json").unlink()
+    manifest = json.loads((copy / MANIFEST).read_text())
+    write_manifest(copy, extra={k: v for k, v in manifest.items()
+                                if k not in ("schema_version", "created", "versions", "files")})
+    return copy
+
+
+def test_ntm_features_of_an_older_artifact_without_wordnet_is_one_clear_line(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    # An artifact that carries its lemmas (tests/test_lemmas.py) needs no WordNet to serve; an
+    # older one reads the installed corpus. NLTK searches NLTK_DATA, then its default folders:
+    # hide both from the child.
+    model_dir = _artifact_before_lemmas(tiny_model_dir, tmp_path)
+    empty = tmp_path / "nltk_data"
+    empty.mkdir()
     code = ("import nltk, sys; nltk.data.path[:] = [sys.argv[1]]; from serving import serve; "
             "sys.exit(serve.main(['--model-dir', sys.argv[2], '--stage', 'ntm-features', "
             "'--port', '1']))")
-    env = {**os.environ, "NLTK_DATA": str(tmp_path), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tiny_model_dir)],
+    env = {**os.environ, "NLTK_DATA": str(empty), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code, str(empty), str(model_dir)],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
