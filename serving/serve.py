@@ -43,7 +43,7 @@ from serving.cli import Parser  # noqa: E402
 from serving.config import STAGES, Settings, SettingsError  # noqa: E402
 from serving.errors import ModelLoadError  # noqa: E402
 from serving.front_end import FrontEnd, FrontEndError  # noqa: E402
-from serving.workers import JsonErrorWorker  # noqa: E402
+from serving.workers import JsonErrorWorker, RequestLogger  # noqa: E402
 
 log = logging.getLogger("serving.serve")
 
@@ -64,6 +64,7 @@ def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None,
         "bind": [bind],
         "workers": settings.workers,
         "worker_class": JsonErrorWorker,
+        "logger_class": RequestLogger,
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": settings.keepalive,

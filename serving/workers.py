@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import orjson
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.http import errors
 from gunicorn.workers.sync import SyncWorker
 
@@ -39,6 +39,19 @@ CLIENT_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
     ((errors.InvalidChunkSize, errors.ChunkMissingTerminator, errors.InvalidChunkExtension),
      400, "bad_request", "malformed chunked body"),  # type: ignore[list-item]
 ]
+
+
+class RequestLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log: every request is logged once, as a JSON line,
+    by the app (``serving.hot_routes``, ``serving.app``) or :class:`JsonErrorWorker`.
+
+    gunicorn treats the access log as on whenever a ``logconfig_dict`` is set (ours formats its
+    own messages as JSON), and then builds a dict of every header and environ entry for each
+    request before the ``gunicorn.access`` logger (at WARNING) drops the record: ~9 % of a
+    worker's time under load (py-spy, 8 connections)."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 def request_id_of(req: Any) -> str:
