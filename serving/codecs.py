@@ -31,7 +31,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import orjson
 
-from serving.body import check_count, check_json_lines, load_json, split_lines, type_name, utf8_text
+from serving.body import (
+    BLANK,
+    check_count,
+    json_lines,
+    load_json,
+    split_lines,
+    type_name,
+    utf8_bytes,
+)
 from serving.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, TEXT_CSV, TEXT_PLAIN, MediaType
 
@@ -78,9 +86,9 @@ def _text_column(header: list[str]) -> int:
     return names.index(TEXT_COLUMN)
 
 
-def _csv_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+def _csv_texts(data: bytes, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
     header = csv_has_header(media)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True)
     docs: list[str] = []
     column = 0 if not header else None
     try:
@@ -101,8 +109,8 @@ def _csv_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) 
     return docs
 
 
-def _json_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
-    doc = load_json(text)
+def _json_texts(data: bytes, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    doc = load_json(data)
     if isinstance(doc, dict) and "instances" in doc:
         if "text" in doc:
             raise BadRequest('the JSON object has both "instances" and "text"')
@@ -124,7 +132,8 @@ def _json_texts(text: str, media: MediaType, max_records: int, keep_blank: bool)
     return [_text_of(item, f"instance {i}") for i, item in enumerate(items, start=1)]
 
 
-def _plain_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+def _plain_texts(data: bytes, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+    text = data.decode("utf-8")
     if keep_blank:  # lines are records
         check_count(text.count("\n") + 1 - text.endswith("\n"), max_records)
         return [line for _, line in split_lines(text, keep_blank=True)]
@@ -133,19 +142,19 @@ def _plain_texts(text: str, media: MediaType, max_records: int, keep_blank: bool
     return [text]
 
 
-def _jsonlines_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
-    check_json_lines(text)
+def _jsonlines_texts(data: bytes, media: MediaType, max_records: int,
+                     keep_blank: bool) -> list[str]:
     docs = []
-    for number, line in split_lines(text, keep_blank=keep_blank):
-        value = load_json(line, f"line {number}") if line.strip() else ""
-        docs.append(_text_of(value, f"line {number}"))
+    for number, value in json_lines(data, keep_blank=keep_blank):
+        docs.append("" if value is BLANK else _text_of(value, f"line {number}"))
         check_count(len(docs), max_records)
     return docs
 
 
-# One decoder per request content type (as sagemaker-inference's decoder._decoder_map): the text,
-# its media type (for parameters), the record limit, and whether blank lines are kept as records.
-TextDecoder = Callable[[str, MediaType, int, bool], list[str]]
+# One decoder per request content type (as sagemaker-inference's decoder._decoder_map): the body
+# (valid UTF-8, without a BOM: body.utf8_bytes), its media type (for parameters), the record
+# limit, and whether blank lines are kept as records.
+TextDecoder = Callable[[bytes, MediaType, int, bool], list[str]]
 TEXT_DECODERS: dict[str, TextDecoder] = {
     TEXT_PLAIN: _plain_texts,
     TEXT_CSV: _csv_texts,
@@ -173,7 +182,7 @@ def decode_texts(
         raise UnsupportedMediaType(
             f"{media.type} is not a text input type; send one of {', '.join(TEXT_INPUT_TYPES)}"
         )
-    docs = decoder(utf8_text(body), media, max_records, lines_are_records)
+    docs = decoder(utf8_bytes(body), media, max_records, lines_are_records)
     if not docs:
         raise BadRequest("the request holds no documents")
     for i, doc in enumerate(docs, start=1):

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 
 from serving import recordio, vectors
-from serving.body import iter_json_lines, load_json, type_name, utf8_text
+from serving.body import iter_json_lines, load_json, type_name, utf8_bytes
 from serving.errors import UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, MediaType
 
@@ -44,7 +44,7 @@ def predictions(
 ) -> list[tuple[str, dict]]:
     """(name for messages, object) of each prediction in a JSON or JSON Lines response."""
     if media.type == JSON:
-        doc = load_json(utf8_text(body))
+        doc = load_json(utf8_bytes(body))
         if not isinstance(doc, dict) or not isinstance(doc.get("predictions"), list):
             raise UnprocessableEntity(
                 f'expected {{"predictions": [...]}}, not {vectors.describe(doc)}')
@@ -52,7 +52,7 @@ def predictions(
         items = [(f"prediction {i}", p) for i, p in enumerate(doc["predictions"], start=1)]
     else:
         items = []
-        for i, p in iter_json_lines(utf8_text(body)):
+        for i, p in iter_json_lines(utf8_bytes(body)):
             recordio.check_record_count(len(items) + 1, max_records)
             items.append((f"line {i}", p))
     for what, p in items:

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 
-from serving.body import iter_json_lines, load_json, split_lines, type_name, utf8_text
+from serving.body import iter_json_lines, load_json, split_lines, type_name, utf8_bytes, utf8_text
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
 
@@ -169,9 +169,9 @@ def instance(inst: Any, what: str, n_features: int) -> tuple[np.ndarray, np.ndar
 
 
 def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
-    text = utf8_text(body)
+    data = utf8_bytes(body)
     if media.type == JSON:
-        doc = load_json(text)
+        doc = load_json(data)
         if not isinstance(doc, dict) or "instances" not in doc:
             hint = NTM_OUTPUT_HINT if isinstance(doc, dict) and "predictions" in doc else ""
             raise UnprocessableEntity(
@@ -184,7 +184,7 @@ def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
             for i, x in enumerate(doc["instances"], start=1)
         ]
     else:
-        rows = [instance(x, f"line {i}", n_features) for i, x in iter_json_lines(text)]
+        rows = [instance(x, f"line {i}", n_features) for i, x in iter_json_lines(data)]
     if not rows:
         raise BadRequest("the request holds no instances")
     from serving import recordio  # protobuf: loaded by the stages that read RecordIO only
