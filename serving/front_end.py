@@ -78,8 +78,16 @@ class FrontEnd:
         """Write the configuration, start nginx, and return once it listens."""
         self.config.write_text(nginx_conf.render(self.settings, self.workdir, self.socket))
         pidfile = self.workdir / "nginx.pid"
+        command = [self.binary, "-e", "stderr", "-p", f"{self.workdir}/", "-c", str(self.config)]
+        setpriv = shutil.which("setpriv")  # util-linux: in every Debian (and this image)
+        if setpriv:
+            # nginx gets SIGTERM (a fast shutdown) if this process dies without stopping it
+            # (SIGKILL, the OOM killer): no orphan left holding the port. setpriv sets the
+            # parent-death signal, which survives its exec of nginx (prctl(2) PR_SET_PDEATHSIG);
+            # the parent is this thread, the arbiter's main thread, which lives as long as we do.
+            command = [setpriv, "--pdeathsig", "TERM", "--", *command]
         self.process = subprocess.Popen(
-            [self.binary, "-e", "stderr", "-p", f"{self.workdir}/", "-c", str(self.config)],
+            command,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "TZ": "UTC"},
             start_new_session=True)  # signals reach nginx from us only (not a terminal's ^C)

@@ -345,6 +345,27 @@ def test_server_stops_when_nginx_dies(tiny_model_dir: Path, tmp_path: Path) -> N
                for line in server.log_lines())
 
 
+def test_nginx_does_not_outlive_a_killed_server(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) gives the server no chance to stop nginx: nginx's parent-death
+    signal does, so no orphan keeps the port."""
+    server = start_logged(tiny_model_dir, tmp_path / "sigkill.log", workers=1)
+    nginx = nginx_master_of(server.process.pid)
+    nginx_workers = descendants(nginx)
+    assert nginx_workers
+    server.process.kill()
+    server.process.wait(10)
+    deadline = time.monotonic() + 10
+    while (alive(nginx) or any(alive(pid) for pid in nginx_workers)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in (nginx, *nginx_workers) if alive(pid)]
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+    with socket.socket() as sock:  # the port is free again
+        sock.bind(("127.0.0.1", server.port))
+
+
 def test_worker_timeout_answers_json(tiny_model_dir: Path, tmp_path: Path) -> None:
     """A request that outlives the worker timeout gets the JSON error shape, with its id.
 
