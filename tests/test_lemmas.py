@@ -132,3 +132,16 @@ def test_cleaner_saved_before_lemmas_reads_the_installed_wordnet(tiny_model_dir:
     saved = load_cleaner(tiny_model_dir / "ntm" / "cleaner.json")
     assert saved.lemmatizer_ is not wordnet_lemmatizer()
     assert saved.clean("cars were running over geese") == "car run goose"
+
+
+def test_zipped_corpus_reads_as_the_installed_one(lemmatizer: Lemmatizer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nltk.download('wordnet')`` leaves a zip (../shared has one); Debian's wordnet-base, as
+    set up here and in the image, a directory."""
+    import nltk
+
+    from tests.conftest import NLTK_DATA
+
+    monkeypatch.setattr(nltk.data, "path", [str(NLTK_DATA)])
+    zipped = Lemmatizer.from_wordnet(nltk.data.find("corpora/wordnet.zip/wordnet/"))
+    assert zipped.lemmas == lemmatizer.lemmas and zipped.exceptions == lemmatizer.exceptions
