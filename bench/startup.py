@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import container_cpu_s, start_container
+from bench.cold_start import container_cpu_s, start_container
 from serving.cli import Parser
 
 _LOADED = re.compile(r"^model loaded .* in ([0-9.]+) s$")
