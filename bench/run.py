@@ -168,6 +168,26 @@ def in_process(model_dir: Path, data: str) -> dict[str, Any]:
 
 
 # The Docker floor's server: the image's own Python answering GET /ping with the standard library.
+def host_probe_ms() -> float:
+    """A fixed CPU workload (a Python loop and a numpy sort), best of 5 in ms: how fast this
+    host is at that moment. Measured before each section, so a host that sped up or slowed down
+    between sections (this VM's did, by up to 2x within minutes) shows in the results."""
+    values = np.random.default_rng(0).random(100_000)
+
+    def work() -> None:
+        total = 0
+        for i in range(50_000):
+            total += i * i
+        np.sort(values)
+
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 2)
+
+
 def interleaved_p50(ports: dict[str, int], body: list[bytes], rounds: int = 10,
                     ) -> dict[str, float]:
     """One-document p50 of several servers measured in alternating rounds of 200 requests,
@@ -223,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "accuracy": metrics["accuracy"],
                                    "macro_f1": metrics["macro_f1"]}
     results["artifact"] = artifact_facts(args.model_dir)
+    probes = results["host_probe_ms"] = {"model": host_probe_ms()}
     results["model"] = in_process(args.model_dir, args.data)
     results["codecs"] = codec_times()
     posts = [t.encode() for t in inprocess.mix(texts)]
@@ -231,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     front, front_port, _ = start_server(args.model_dir, workers=2, floor="nginx")
     container = None
     try:
+        probes["servers"] = host_probe_ms()
         both = compare_servers({"server": port, "floor": floor_port,
                                 "floor_behind_our_front_end": front_port}, posts, args.seconds,
                                args.rounds)
@@ -238,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         results["floor_behind_our_front_end"] = both["floor_behind_our_front_end"]
         front.terminate()
         front.wait(30)
+        probes["batch"] = host_probe_ms()
         server.update(batch_rate("127.0.0.1", port, texts, args.seconds))
         pss = memory.report(proc.pid, top=12)
         server.update(pss_mb_all_processes=pss["pss_mb"], first_ping_s=round(first_ping, 2),
@@ -254,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         floor.wait(30)
         if subprocess.run(["docker", "image", "inspect", args.image],
                           capture_output=True).returncode == 0:
+            probes["docker"] = host_probe_ms()
             cold, container, cport = docker_cold_start(args.image, args.model_dir,
                                                         args.docker_runs)
             docker = http_round("127.0.0.1", cport, posts, args.seconds)
