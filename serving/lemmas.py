@@ -54,6 +54,14 @@ class Lemmatizer:
         self.lemmas = lemmas
         self.exceptions = exceptions
         self._cache: dict[str, str] = {}
+        # A form longer than this is its own lemma: it is no exception and no lemma, and every
+        # rule shortens a form by at most 3 characters ("ing" -> ""), so no candidate is one
+        # either. Such forms (a document's long letter runs) are answered without the rules and
+        # never cached, so hostile text cannot fill the cache with long strings.
+        longest = max((len(w) for table in (*lemmas.values(), *exceptions.values())
+                       for w in table), default=0)
+        self.max_form = longest + max(len(old) - len(new) for rules in SUBSTITUTIONS.values()
+                                      for old, new in rules)
 
     def morphy(self, form: str, pos: str) -> list[str]:
         """NLTK's ``_morphy(form, pos)``: the form and its candidate bases that are lemmas of
@@ -78,6 +86,8 @@ class Lemmatizer:
 
     def lemma(self, word: str) -> str:
         """The noun lemma, or the verb lemma when the word is no noun form (cached)."""
+        if len(word) > self.max_form:
+            return word
         cached = self._cache.get(word)
         if cached is None:
             noun = self.lemmatize(word, "n")

@@ -145,3 +145,19 @@ def test_zipped_corpus_reads_as_the_installed_one(lemmatizer: Lemmatizer,
     monkeypatch.setattr(nltk.data, "path", [str(NLTK_DATA)])
     zipped = Lemmatizer.from_wordnet(nltk.data.find("corpora/wordnet.zip/wordnet/"))
     assert zipped.lemmas == lemmatizer.lemmas and zipped.exceptions == lemmatizer.exceptions
+
+
+def test_long_forms_are_their_own_lemma_and_never_cached(lemmatizer: Lemmatizer) -> None:
+    from nltk.stem import WordNetLemmatizer
+
+    reference = WordNetLemmatizer()
+    longest = max(lemmatizer.lemmas["n"], key=len)
+    near = [longest + "s", longest + "es", longest + "ing", longest + "xing", longest + "sses"]
+    for word in near:  # at or just past the bound: still the rules' answer, NLTK's
+        assert lemmatizer.lemma(word) == _nltk_lemma(reference, word), word
+    assert lemmatizer.lemma(longest + "s") == longest
+    before = len(lemmatizer._cache)
+    hostile = [f"{'q' * (lemmatizer.max_form + 1)}{i:x}" for i in range(2000)]
+    assert [lemmatizer.lemma(w) for w in hostile] == hostile
+    assert len(lemmatizer._cache) == before
+    assert [_nltk_lemma(reference, w) for w in hostile[:20]] == hostile[:20]
