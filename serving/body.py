@@ -71,10 +71,10 @@ def split_lines(text: str, keep_blank: bool) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def check_json_lines(text: str | bytes) -> None:
+def check_json_lines(data: bytes) -> None:
     """The container budget over a whole JSON Lines body (each line is parsed on its own)."""
     try:
-        jsondoc.check_containers(text, "the body")
+        jsondoc.check_containers(data, "the body")
     except jsondoc.JSONError as exc:
         raise PayloadTooLarge(exc.message) from None
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -39,6 +40,7 @@ from serving.body import (
     split_lines,
     type_name,
     utf8_bytes,
+    utf8_text,
 )
 from serving.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from serving.mediatypes import JSON, JSONLINES, TEXT_CSV, TEXT_PLAIN, MediaType
@@ -86,9 +88,9 @@ def _text_column(header: list[str]) -> int:
     return names.index(TEXT_COLUMN)
 
 
-def _csv_texts(data: bytes, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
+def _csv_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
     header = csv_has_header(media)
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     docs: list[str] = []
     column = 0 if not header else None
     try:
@@ -132,8 +134,7 @@ def _json_texts(data: bytes, media: MediaType, max_records: int, keep_blank: boo
     return [_text_of(item, f"instance {i}") for i, item in enumerate(items, start=1)]
 
 
-def _plain_texts(data: bytes, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
-    text = data.decode("utf-8")
+def _plain_texts(text: str, media: MediaType, max_records: int, keep_blank: bool) -> list[str]:
     if keep_blank:  # lines are records
         check_count(text.count("\n") + 1 - text.endswith("\n"), max_records)
         return [line for _, line in split_lines(text, keep_blank=True)]
@@ -152,9 +153,11 @@ def _jsonlines_texts(data: bytes, media: MediaType, max_records: int,
 
 
 # One decoder per request content type (as sagemaker-inference's decoder._decoder_map): the body
-# (valid UTF-8, without a BOM: body.utf8_bytes), its media type (for parameters), the record
+# (valid UTF-8 without a BOM: as bytes for the JSON types, which orjson parses from bytes
+# (body.utf8_bytes), else as text (body.utf8_text)), its media type (for parameters), the record
 # limit, and whether blank lines are kept as records.
-TextDecoder = Callable[[bytes, MediaType, int, bool], list[str]]
+TextDecoder = Callable[[Any, MediaType, int, bool], list[str]]
+BYTES_INPUT = frozenset({JSON, JSONLINES})
 TEXT_DECODERS: dict[str, TextDecoder] = {
     TEXT_PLAIN: _plain_texts,
     TEXT_CSV: _csv_texts,
@@ -182,7 +185,8 @@ def decode_texts(
         raise UnsupportedMediaType(
             f"{media.type} is not a text input type; send one of {', '.join(TEXT_INPUT_TYPES)}"
         )
-    docs = decoder(utf8_bytes(body), media, max_records, lines_are_records)
+    data = utf8_bytes(body) if media.type in BYTES_INPUT else utf8_text(body)
+    docs = decoder(data, media, max_records, lines_are_records)
     if not docs:
         raise BadRequest("the request holds no documents")
     for i, doc in enumerate(docs, start=1):

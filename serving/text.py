@@ -168,17 +168,18 @@ class Cleaner:
                 from nltk.tokenize import RegexpTokenizer
 
                 tokenizer = RegexpTokenizer(r"[^\W_]+")
-            lemmatizer = None
-            if self.lemmatize:  # fitted, or loaded with the artifact; else the installed WordNet
-                lemmatizer = self.__dict__.get("lemmatizer_") or wordnet_lemmatizer()
             cached = (
                 frozenset(self.stop_words_),
                 {h.lower() for h in self.keep_headers},
                 tokenizer,
-                lemmatizer,
+                self.lemmatizer() if self.lemmatize else None,
             )
             self.__dict__["_cache"] = cached
         return cached
+
+    def lemmatizer(self) -> Lemmatizer:
+        """The fitted (or loaded) lemmatizer; one from the installed WordNet if there is none."""
+        return self.__dict__.get("lemmatizer_") or wordnet_lemmatizer()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -37,8 +37,7 @@ def save_cleaner(cleaner: Cleaner, path: Path) -> list[Path]:
     path.write_text(json.dumps(state, indent=1) + "\n")
     if not cleaner.lemmatize:
         return [path]
-    lemmatizer = getattr(cleaner, "lemmatizer_", None) or wordnet_lemmatizer()
-    return [path, lemmatizer.save(path.with_name(LEMMAS))]
+    return [path, cleaner.lemmatizer().save(path.with_name(LEMMAS))]
 
 
 def load_cleaner(path: Path) -> Cleaner:
