@@ -72,6 +72,15 @@ RUN /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels --only-bina
 # installed without dependencies into a staging root so the final stage copies only its files.
 FROM deps AS project
 LABEL sm-text-pipeline.stage=project
+# A C compiler for serving/_wordscan.c, in this throw-away stage only (the runtime stage checks
+# that it has none). The python image has the Python headers; Debian's python3 needs
+# python3-dev for them.
+ARG DEBIAN_FRONTEND=noninteractive
+RUN headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
+    && apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev \
+        $([ -f "$headers/Python.h" ] || echo python3-dev) >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements/build-lock.txt /tmp/requirements/build-lock.txt
 COPY wheels/setuptools-*.whl /tmp/wheels/
 RUN python3 -m venv /tmp/tools \
@@ -95,6 +104,8 @@ RUN cd /tmp/src \
     && /tmp/tools/bin/pip --python /opt/venv/bin/python install -q --no-index --no-deps \
         --no-compile --no-warn-script-location --root /staging /tmp/dist/*.whl \
     && test -d /staging/opt/venv/lib/python3.11/site-packages/serving \
+    # pip builds the extension as optional: here it must be there.
+    && ls /staging/opt/venv/lib/python3.11/site-packages/serving/_wordscan.*.so \
     # Compiled as the deps stage's packages are (unchecked-hash), with the paths they run from.
     && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
         -s /staging -p / /staging/opt/venv/lib/python3.11/site-packages
@@ -127,7 +138,7 @@ COPY container/entrypoint.sh /usr/local/bin/sm-entrypoint
 # Fail the build, not the endpoint: the runtime imports, WordNet, and the entry point, as root
 # and as the unprivileged user. PYTHONDONTWRITEBYTECODE keeps these checks from writing .pyc.
 RUN chmod 0755 /usr/local/bin/sm-entrypoint \
-    && python -c "import serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, sagemaker_inference.encoder" \
+    && python -c "import serving._wordscan, serving.serve, serving.train, numpy, scipy, sklearn, nltk, flask, gunicorn, orjson, google.protobuf, tqdm, sagemaker_inference.encoder" \
     && ! python -c "import boto3" 2>/dev/null \
     && python -c "from nltk.corpus import wordnet as wn, stopwords; from nltk.stem import WordNetLemmatizer as L; v = wn.get_version(); assert v == '3.0', v; r = L().lemmatize('cars'); assert r == 'car', r; assert len(stopwords.words('english')) == 179" \
     && setpriv --reuid 1000 --regid 1000 --clear-groups \

@@ -8,7 +8,13 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # nginx: the buffering front end that `python -m serving.serve` starts in front of gunicorn
 # (SERVING_FRONT_END=nginx, the default), as in the image.
-APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils wrk nginx)
+# gcc and libc6-dev: the project's C extension (serving/_wordscan.c), built by pip below.
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils wrk nginx gcc libc6-dev)
+# ... and the Python headers, which Debian's python3 keeps in python3-dev (a Python built from
+# source, as pyenv's or the python image's, has them already).
+if ! python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
+  APT_PACKAGES+=(python3-dev)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -33,10 +39,14 @@ fi
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] \
   || { log "nginx is missing: the server's front end (apt-get install nginx)"; exit 1; }
 
-if ! python3 -c "import serving, pytest, moto, boto3, docker" 2>/dev/null \
-   || [[ pyproject.toml -nt .work/.installed ]]; then
-  log "installing the project with its dev extras"
+if ! python3 -c "import serving._wordscan, pytest, moto, boto3, docker" 2>/dev/null \
+   || [[ pyproject.toml -nt .work/.installed || serving/_wordscan.c -nt .work/.installed ]]; then
+  log "installing the project with its dev extras (and building serving/_wordscan.c)"
   python3 -m pip install -q -e '.[dev]'
+  # The extension is optional for pip (an install without a compiler still works, slower);
+  # here it is required: the tests run both the C and the numpy paths.
+  python3 -c "import serving._wordscan" \
+    || { log "serving/_wordscan.c did not build (gcc, libc6-dev and the Python headers?)"; exit 1; }
   mkdir -p .work && touch .work/.installed
 fi
 # sagemaker-inference without its dependencies (boto3 & co.), as in the image.

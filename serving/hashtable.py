@@ -12,6 +12,11 @@ neighbour's, or a copy) is the query's own entry, so the value next to it is the
 
 The three arrays are saved as ``.npy`` files and memory-mapped at load (nothing rebuilt,
 pages shared by every process through the page cache).
+
+:meth:`HashTable.get` runs in C when the project's extension ``serving._wordscan`` is built (it
+is in the image): the same bucket, the same answer, one loop instead of ~10 numpy calls (~10x
+faster for a few hundred keys). Without a C compiler at install time the numpy lookup here
+answers alone (:data:`COMPILED` is None).
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+try:
+    from serving import _wordscan as COMPILED
+except ImportError:  # installed without a C compiler: the numpy paths only
+    COMPILED = None
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
 PARTS = ("keys", "values", "offsets")
@@ -106,6 +116,15 @@ class HashTable:
             raise TypeError(f"{queries.dtype} queries in a table of {self.keys.dtype} keys")
         if not self.size:
             return np.full(queries.size, missing, dtype=np.int32)
+        if COMPILED is not None:
+            out = np.empty(queries.size, dtype=np.int32)
+            COMPILED.lookup(self.keys, self.values, self.offsets, np.ascontiguousarray(queries),
+                            out, missing)
+            return out
+        return self.get_numpy(queries, missing)
+
+    def get_numpy(self, queries: np.ndarray, missing: int = -1) -> np.ndarray:
+        """:meth:`get` in numpy (the reference the compiled lookup is tested against)."""
         start = self.offsets[self._bucket(queries, self._shift)]
         width = self.width
         hit = self._windows[start].view(self.keys.dtype).reshape(-1, width) == queries[:, None]

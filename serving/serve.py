@@ -178,8 +178,11 @@ def load_application(settings: Settings) -> Any:
     # hundred objects into holes the workers then fill, and cost ~0.15-0.3 s here: the
     # loaded model's containers are large). https://docs.python.org/3.11/library/gc.html#gc.freeze
     gc.freeze()
-    log.info("model loaded from %s and warmed up for stage %s in %.2f s",
-             settings.model_dir, settings.stage, time.perf_counter() - started)
+    from serving import hashtable  # imported by the model already
+
+    log.info("model loaded from %s and warmed up for stage %s in %.2f s (word scanner: %s)",
+             settings.model_dir, settings.stage, time.perf_counter() - started,
+             "C" if hashtable.COMPILED is not None else "numpy, serving._wordscan not built")
     return application
 
 

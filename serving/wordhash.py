@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from serving import hashtable
 from serving.hashtable import HashTable
 from serving.termindex import TermIndex
 from serving.text import LETTERS
@@ -36,6 +37,7 @@ _P_INV = pow(_P, -1, 1 << 64)
 _LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 _SPACE = 32
 _EMPTY = np.zeros(0, dtype=np.int64)
+_FIRST = np.zeros(1, dtype=np.int64)  # one document, starting at 0
 STOP = -2  # word id of a token to drop (stop word or too short); -1 is an unknown word
 TABLE = "wordhash"  # the saved word table's files: wordhash_{keys,values,offsets}.npy
 
@@ -125,7 +127,14 @@ def drop_marked_words(buf: bytearray, emails: bool, urls: bool) -> None:
 def letters(raw: bytes, emails: bool, urls: bool) -> bytes:
     """ASCII text lower-cased, rid of the words with e-mail addresses (``emails``) or URLs
     (``urls``), every byte but a letter a space: ``Cleaner._prepared`` after the headers, then
-    ``LETTERS``, in bytes."""
+    ``LETTERS``, in bytes: one C pass when the extension is built, else bytes.translate."""
+    if hashtable.COMPILED is not None:
+        return hashtable.COMPILED.letters(raw, emails, urls)
+    return letters_bytes(raw, emails, urls)
+
+
+def letters_bytes(raw: bytes, emails: bool, urls: bool) -> bytes:
+    """:func:`letters` without the extension (the reference it is tested against)."""
     if emails or urls:
         lowered = bytearray(raw.translate(LOWER))
         drop_marked_words(lowered, emails, urls)
@@ -182,7 +191,21 @@ class WordHashes:
                                np.concatenate([ids, np.full(stop_keys.size, STOP)]))
 
     def word_ids(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """Token start offsets and word ids (-1 unknown) of ``buf``, dropped tokens removed."""
+        """Token start offsets and word ids (-1 unknown) of ``buf``, dropped tokens removed: in
+        one C pass when the extension is built (``serving/_wordscan.c``), else in numpy."""
+        scanner = hashtable.COMPILED
+        if scanner is None:
+            return self.word_ids_numpy(buf)
+        room = len(buf) // 2 + 1
+        ids = np.empty(room, dtype=np.int32)
+        starts = np.empty(room, dtype=np.int64)
+        table = self.table
+        n = scanner.word_ids(buf, table.keys, table.values, table.offsets, self.min_len,
+                             self.max_len, ids, starts)
+        return starts[:n], ids[:n]
+
+    def word_ids_numpy(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`word_ids` in numpy (the reference the C scanner is tested against)."""
         starts, lengths, keys = token_keys(buf)
         ids = self.table.get(keys)
         ids[lengths > self.max_len] = -1
@@ -219,15 +242,53 @@ class WordHashes:
             return empty, empty
         return np.concatenate(rows), np.concatenate(cols)
 
+    def scan(self, buf: bytes, doc_starts: np.ndarray, first_row: int, rows: bool,
+             ) -> tuple[np.ndarray | None, np.ndarray]:
+        """:meth:`features` of :meth:`word_ids` in one C pass (``serving/_wordscan.c``; only
+        when the extension is built): the documents start at ``doc_starts`` (int64 offsets in
+        ``buf``, the first 0) and are numbered from ``first_row`` (returned when ``rows``)."""
+        scanner = hashtable.COMPILED
+        assert scanner is not None
+        index, table = self.index, self.table
+        low, high = index.ngram_range
+        bigrams = index.bigrams if high == 2 and index.bigrams.size else None
+        pair_table = (None, None, None) if bigrams is None else (
+            bigrams.keys, bigrams.values, bigrams.offsets)
+        found = np.empty(len(buf) + 2, dtype=np.int32)
+        row = np.empty(len(buf) + 2, dtype=np.int64) if rows else None
+        n = scanner.features(buf, doc_starts, first_row, table.keys, table.values, table.offsets,
+                             self.min_len, self.max_len, self._unigram, low == 1, *pair_table,
+                             row, found)
+        return (None if row is None else row[:n]), found[:n]
+
     def one(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Sorted unique feature indices of one document of at most a group, as letters and
         spaces (:func:`letters`, or a prepared document's bytes through ``LETTERS``), and how
         often each occurs: :meth:`features` in the fewest numpy calls (each costs ~1 us)."""
-        _, lengths, keys = token_keys(buf)
-        ids = self.table.get(keys)
-        ids[lengths > self.max_len] = -1
-        ids[lengths < self.min_len] = STOP
-        ids = ids[ids != STOP]
+        scanner = hashtable.COMPILED
+        if scanner is not None:  # no misses to drop; the runs counted in C
+            features = self.scan(buf, _FIRST, 0, rows=False)[1]
+            features.sort()
+            values = np.empty(features.size, dtype=np.int32)
+            counts = np.empty(features.size, dtype=np.float64)
+            k = scanner.runs(features, values, counts)
+            return values[:k], counts[:k]
+        features = self._one_numpy(buf)
+        if features is None:
+            return _EMPTY, np.zeros(0, dtype=np.float64)
+        features.sort()
+        features = features[np.searchsorted(features, 0):]  # the misses (-1) sort first
+        if not features.size:
+            return _EMPTY, np.zeros(0, dtype=np.float64)
+        edge = np.empty(features.size + 1, dtype=bool)
+        edge[0] = edge[-1] = True
+        np.not_equal(features[1:], features[:-1], out=edge[1:-1])
+        edges = np.flatnonzero(edge)
+        return features[edges[:-1]], np.diff(edges).astype(np.float64)
+
+    def _one_numpy(self, buf: bytes) -> np.ndarray | None:
+        """The features of :meth:`one` in numpy, with misses (-1); None for none."""
+        ids = self.word_ids(buf)[1]
         index = self.index
         low, high = index.ngram_range
         # -1 (unknown) reads the -1 appended to the unigram map.
@@ -238,17 +299,8 @@ class WordHashes:
             keys[(first | second) < 0] = -1  # a pair with an unknown word: no key of ours
             found.append(index.bigrams.get(keys))
         if not found:
-            return _EMPTY, np.zeros(0, dtype=np.float64)
-        features = np.concatenate(found) if len(found) > 1 else found[0]
-        features.sort()
-        features = features[np.searchsorted(features, 0):]  # the misses (-1) sort first
-        if not features.size:
-            return _EMPTY, np.zeros(0, dtype=np.float64)
-        edge = np.empty(features.size + 1, dtype=bool)
-        edge[0] = edge[-1] = True
-        np.not_equal(features[1:], features[:-1], out=edge[1:-1])
-        edges = np.flatnonzero(edge)
-        return features[edges[:-1]], np.diff(edges).astype(np.float64)
+            return None
+        return np.concatenate(found) if len(found) > 1 else found[0]
 
     def long_document(self, prepared: str, row: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`group` of one prepared document longer than a group, a slice of about
@@ -286,11 +338,17 @@ class WordHashes:
         (``Cleaner._prepared``) or ASCII documents still to be lower-cased and rid of words
         with e-mail addresses (``emails``) or URLs (``urls``), done here for the whole group."""
         buf = letters(" ".join(prepared).encode("ascii", "replace"), emails, urls)
-        starts, ids = self.word_ids(buf)
-        if len(prepared) == 1:
+        compiled = hashtable.COMPILED is not None
+        if len(prepared) == 1 and not compiled:
+            _, ids = self.word_ids(buf)
             return self.features(ids, np.full(ids.size, first_row, dtype=np.int64))
         lengths = np.fromiter(map(len, prepared), dtype=np.int64, count=len(prepared))
         doc_starts = np.zeros(len(prepared), dtype=np.int64)
         np.cumsum(lengths[:-1] + 1, out=doc_starts[1:])
+        if compiled:
+            rows, found = self.scan(buf, doc_starts, first_row, rows=True)
+            assert rows is not None
+            return rows, found
+        starts, ids = self.word_ids(buf)
         docs = np.searchsorted(doc_starts, starts, side="right") - 1 + first_row
         return self.features(ids, docs)

@@ -87,6 +87,20 @@ def train_model(data: Path | str, model_dir: Path, output_dir: Path,
     return model_dir
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def word_scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the C word scanner (``serving._wordscan``, which a dev install builds:
+    a missing one fails here) and again with the numpy paths alone."""
+    from serving import hashtable
+
+    if request.param == "numpy":
+        monkeypatch.setattr(hashtable, "COMPILED", None)
+    elif hashtable.COMPILED is None:
+        pytest.fail("serving._wordscan is not built: pip install -e . needs a C compiler "
+                    "and the Python headers (bash scripts/setup.sh)")
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))

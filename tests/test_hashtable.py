@@ -5,6 +5,9 @@ import pytest
 
 from serving.hashtable import _MULT, MAX_WIDTH, HashTable
 
+# Every test twice: with the C scanner and lookup, and with numpy alone.
+pytestmark = pytest.mark.usefixtures("word_scanner")
+
 
 def _reference(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
     table = dict(zip(keys.tolist(), values.tolist(), strict=True))

@@ -36,6 +36,9 @@ TRICKY = [
     "rocket " * 50,
 ]
 
+# Every test twice: with the C scanner and lookup, and with numpy alone.
+pytestmark = pytest.mark.usefixtures("word_scanner")
+
 
 def _features(model_dir: Path) -> TextFeatures:
     features = Model.load(model_dir).classifier.features

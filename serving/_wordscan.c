@@ -1,0 +1,381 @@
+/* serving._wordscan: the numpy word scanner of serving/wordhash.py (with the bytes clean-up
+ * before it, wordhash.letters) and the lookup of serving/hashtable.py, as C loops.
+ *
+ * In numpy, tokenising and looking up ~240 tokens costs ~60 numpy calls of ~1 us each plus
+ * temporaries the size of the text; here it is one pass over the bytes. The numbers are the
+ * same, bit for bit (tests/test_wordscan.py compares both paths on the whole 20news test
+ * split and on random input):
+ *
+ *   token key  sum(c_i * P**i) + length * LENGTH_MIX  (mod 2**64), c_i the i-th byte of a run
+ *              of non-space bytes: wordhash.token_keys' prefix-sum hash.
+ *   bucket     (key * MULT) >> shift, shift = 64 - log2(buckets): HashTable._bucket.
+ *   value      the value of the equal key in keys[offsets[b] : offsets[b + 1]], else missing.
+ *
+ * The arrays come in through the buffer protocol (numpy arrays, memory maps): no numpy
+ * headers at build time, nothing copied. Sizes and types are checked here, so no input makes
+ * a read or a write go out of bounds. The GIL is released while scanning.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define P 0x9E3779B97F4A7C15ULL          /* wordhash._P */
+#define LENGTH_MIX 0xC2B2AE3D27D4EB4FULL /* wordhash._LENGTH_MIX */
+#define MULT 0x9E3779B97F4A7C15ULL       /* hashtable._MULT */
+#define STOP (-2)                        /* wordhash.STOP: a token to drop */
+#define SPACE ' '
+
+typedef struct {
+    Py_buffer keys, values, offsets;
+    const uint64_t *k;
+    const int32_t *v, *o;
+    Py_ssize_t n;
+    unsigned shift;
+} table_t;
+
+static void table_release(table_t *t) {
+    PyBuffer_Release(&t->keys);
+    PyBuffer_Release(&t->values);
+    PyBuffer_Release(&t->offsets);
+}
+
+/* The three arrays of a HashTable: keys (8-byte ints), values (int32) of the same length,
+ * offsets (int32, a power of two of buckets plus one). */
+static int table_get(PyObject *keys, PyObject *values, PyObject *offsets, table_t *t) {
+    memset(t, 0, sizeof(*t));
+    if (PyObject_GetBuffer(keys, &t->keys, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (PyObject_GetBuffer(values, &t->values, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&t->keys);
+        return -1;
+    }
+    if (PyObject_GetBuffer(offsets, &t->offsets, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&t->keys);
+        PyBuffer_Release(&t->values);
+        return -1;
+    }
+    Py_ssize_t n = t->keys.len / 8, buckets = t->offsets.len / 4 - 1;
+    if (t->keys.itemsize != 8 || t->values.itemsize != 4 || t->offsets.itemsize != 4
+        || t->values.len / 4 != n || buckets < 2 || (buckets & (buckets - 1))) {
+        table_release(t);
+        PyErr_SetString(PyExc_ValueError, "hash table arrays of the wrong shape or type");
+        return -1;
+    }
+    t->k = t->keys.buf;
+    t->v = t->values.buf;
+    t->o = t->offsets.buf;
+    t->n = n;
+    t->shift = 64;
+    while (((Py_ssize_t)1 << (64 - t->shift)) < buckets) t->shift--;
+    return 0;
+}
+
+/* HashTable checks at load that offsets rise from 0 to at most len(keys); a bucket's range is
+ * clamped to the keys anyway (two compares), so no array makes a read go out of bounds. */
+static inline int32_t find(const table_t *t, uint64_t key, int32_t missing) {
+    uint64_t b = (key * MULT) >> t->shift;
+    Py_ssize_t i = t->o[b] > 0 ? t->o[b] : 0, end = t->o[b + 1] < t->n ? t->o[b + 1] : t->n;
+    for (; i < end; i++)
+        if (t->k[i] == key) return t->v[i];
+    return missing;
+}
+
+PyDoc_STRVAR(word_ids_doc,
+"word_ids(text, keys, values, offsets, min_len, max_len, ids, starts) -> count\n\n"
+"Word ids of the runs of non-space bytes of ``text`` (letters and spaces), looked up in the\n"
+"word table, written to ``ids`` (int32) with each run's offset in ``starts`` (int64): a run\n"
+"shorter than ``min_len`` or whose id is STOP (-2) is dropped, one longer than ``max_len`` is\n"
+"-1 (unknown) without a lookup, a miss is -1. Both outputs hold len(text) // 2 + 1 items.");
+
+static PyObject *word_ids(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer text, ids, starts;
+    PyObject *keys, *values, *offsets;
+    Py_ssize_t min_len, max_len;
+    if (!PyArg_ParseTuple(args, "y*OOOnnw*w*", &text, &keys, &values, &offsets, &min_len,
+                          &max_len, &ids, &starts))
+        return NULL;
+    table_t t;
+    Py_ssize_t count = 0, n = text.len, room = n / 2 + 1;
+    if (ids.itemsize != 4 || starts.itemsize != 8 || ids.len / 4 < room
+        || starts.len / 8 < room) {
+        PyErr_SetString(PyExc_ValueError, "ids (int32) and starts (int64) need len(text) // 2 + 1 items");
+        goto done;
+    }
+    if (table_get(keys, values, offsets, &t) < 0) goto done;
+    const unsigned char *s = text.buf;
+    int32_t *out = ids.buf;
+    int64_t *at = starts.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    while (i < n) {
+        while (i < n && s[i] == SPACE) i++;
+        if (i == n) break;
+        Py_ssize_t start = i;
+        uint64_t h = 0, power = 1;
+        for (; i < n && s[i] != SPACE; i++) {
+            h += (uint64_t)s[i] * power;
+            power *= P;
+        }
+        Py_ssize_t length = i - start;
+        int32_t id = -1;
+        if (length < min_len) continue;
+        if (length <= max_len) {
+            id = find(&t, h + (uint64_t)length * LENGTH_MIX, -1);
+            if (id == STOP) continue;
+        }
+        out[count] = id; /* count < room: every run but the last is followed by a space */
+        at[count] = start;
+        count++;
+    }
+    Py_END_ALLOW_THREADS
+    table_release(&t);
+done:
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&starts);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(count);
+}
+
+PyDoc_STRVAR(lookup_doc,
+"lookup(keys, values, offsets, queries, out, missing)\n\n"
+"HashTable.get: the value of each 8-byte key of ``queries`` into ``out`` (int32, as many\n"
+"items), ``missing`` where the key is not in the table.");
+
+static PyObject *lookup(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer queries, out;
+    PyObject *keys, *values, *offsets;
+    int missing;
+    if (!PyArg_ParseTuple(args, "OOOy*w*i", &keys, &values, &offsets, &queries, &out, &missing))
+        return NULL;
+    table_t t;
+    Py_ssize_t n = queries.len / 8;
+    if (queries.itemsize != 8 || out.itemsize != 4 || out.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "queries (8-byte ints) and out (int32) of one length");
+        goto done;
+    }
+    if (table_get(keys, values, offsets, &t) < 0) goto done;
+    const uint64_t *q = queries.buf;
+    int32_t *o = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = find(&t, q[i], missing);
+    Py_END_ALLOW_THREADS
+    table_release(&t);
+done:
+    PyBuffer_Release(&queries);
+    PyBuffer_Release(&out);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(features_doc,
+"features(text, doc_starts, first_row, keys, values, offsets, min_len, max_len, unigram,\n"
+"         unigrams, bigram_keys, bigram_values, bigram_offsets, rows, found) -> count\n\n"
+"WordHashes.features of word_ids(text): when ``unigrams``, the unigram feature of each known\n"
+"word (``unigram``: int32, word id -> feature or -1, then a last -1; n_words = its length - 1);\n"
+"then the bigram feature of two consecutive known words of one document (the bigram table's\n"
+"int64 key id(a) * n_words + id(b); ``bigram_keys`` None: no bigrams). Misses are left out.\n"
+"``doc_starts``: int64, rising, the offset in ``text`` where each document starts (the first\n"
+"at 0); a token belongs to the last document starting at or before it. Writes each feature\n"
+"(int32) to ``found`` and its document's number (``first_row`` + the document's index, int64)\n"
+"to ``rows`` (None: not written); both hold len(text) + 2 items.");
+
+static PyObject *features(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer text, docs, unigram, rows = {0}, found;
+    PyObject *keys, *values, *offsets, *bkeys, *bvalues, *boffsets, *rows_obj;
+    Py_ssize_t first_row, min_len, max_len, count = 0;
+    int unigrams;
+    if (!PyArg_ParseTuple(args, "y*y*nOOOnny*pOOOOw*", &text, &docs, &first_row, &keys, &values,
+                          &offsets, &min_len, &max_len, &unigram, &unigrams, &bkeys, &bvalues,
+                          &boffsets, &rows_obj, &found))
+        return NULL;
+    table_t words, pairs;
+    int have_words = 0, have_pairs = 0, have_rows = 0;
+    Py_ssize_t n = text.len, n_docs = docs.len / 8, n_words = 0;
+    if (docs.itemsize != 8 || n_docs < 1 || found.itemsize != 4 || found.len / 4 < n + 2) {
+        PyErr_SetString(PyExc_ValueError, "doc_starts (int64, at least one) or found (int32, "
+                        "len(text) + 2 items) of the wrong type or size");
+        goto done;
+    }
+    if (rows_obj != Py_None) {
+        if (PyObject_GetBuffer(rows_obj, &rows, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+            goto done;
+        have_rows = 1;
+        if (rows.itemsize != 8 || rows.len / 8 < n + 2) {
+            PyErr_SetString(PyExc_ValueError, "rows: int64, len(text) + 2 items");
+            goto done;
+        }
+    }
+    if (unigram.itemsize != 4 || unigram.len / 4 < 1) {
+        PyErr_SetString(PyExc_ValueError, "unigram: int32, one item per word and a last -1");
+        goto done;
+    }
+    n_words = unigram.len / 4 - 1;
+    if (table_get(keys, values, offsets, &words) < 0) goto done;
+    have_words = 1;
+    if (bkeys != Py_None) {
+        if (table_get(bkeys, bvalues, boffsets, &pairs) < 0) goto done;
+        have_pairs = 1;
+    }
+    const unsigned char *s = text.buf;
+    const int64_t *starts = docs.buf;
+    const int32_t *uni = unigram.buf;
+    int32_t *out = found.buf;
+    int64_t *row_out = rows.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0, doc = 0;
+    int32_t previous = -1; /* the word id before this token in its document, -1 if none */
+    while (i < n) {
+        while (i < n && s[i] == SPACE) i++;
+        if (i == n) break;
+        Py_ssize_t start = i;
+        uint64_t h = 0, power = 1;
+        for (; i < n && s[i] != SPACE; i++) {
+            h += (uint64_t)s[i] * power;
+            power *= P;
+        }
+        Py_ssize_t length = i - start;
+        if (length < min_len) continue;
+        int32_t id = -1;
+        if (length <= max_len) {
+            id = find(&words, h + (uint64_t)length * LENGTH_MIX, -1);
+            if (id == STOP) continue;
+            if (id < -1 || id >= n_words) id = -1; /* not a word of this index */
+        }
+        if (doc + 1 < n_docs && starts[doc + 1] <= start) {
+            while (doc + 1 < n_docs && starts[doc + 1] <= start) doc++;
+            previous = -1;
+        }
+        if (id >= 0) {
+            int32_t feature = unigrams ? uni[id] : -1;
+            if (feature >= 0) {
+                out[count] = feature;
+                if (have_rows) row_out[count] = first_row + doc;
+                count++;
+            }
+            if (have_pairs && previous >= 0) {
+                int64_t key = (int64_t)previous * n_words + id;
+                feature = find(&pairs, (uint64_t)key, -1);
+                if (feature >= 0) {
+                    out[count] = feature;
+                    if (have_rows) row_out[count] = first_row + doc;
+                    count++;
+                }
+            }
+        }
+        previous = id;
+    }
+    Py_END_ALLOW_THREADS
+done:
+    if (have_words) table_release(&words);
+    if (have_pairs) table_release(&pairs);
+    PyBuffer_Release(&unigram);
+    if (have_rows) PyBuffer_Release(&rows);
+    PyBuffer_Release(&text);
+    PyBuffer_Release(&docs);
+    PyBuffer_Release(&found);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(count);
+}
+
+PyDoc_STRVAR(runs_doc,
+"runs(ordered, values, counts) -> count\n\n"
+"The runs of equal items of ``ordered`` (int32, sorted): each run's item to ``values``\n"
+"(int32) and its length to ``counts`` (float64), both as long as ``ordered``.");
+
+static PyObject *runs(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer ordered, values, counts;
+    Py_ssize_t k = 0;
+    if (!PyArg_ParseTuple(args, "y*w*w*", &ordered, &values, &counts)) return NULL;
+    Py_ssize_t n = ordered.len / 4;
+    if (ordered.itemsize != 4 || values.itemsize != 4 || counts.itemsize != 8
+        || values.len / 4 < n || counts.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "ordered, values (int32) and counts (float64) of one length");
+    } else {
+        const int32_t *in = ordered.buf;
+        int32_t *v = values.buf;
+        double *c = counts.buf;
+        for (Py_ssize_t i = 0; i < n; k++) {
+            Py_ssize_t j = i + 1;
+            while (j < n && in[j] == in[i]) j++;
+            v[k] = in[i];
+            c[k] = (double)(j - i);
+            i = j;
+        }
+    }
+    PyBuffer_Release(&ordered);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&counts);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(k);
+}
+
+/* letters(): str.split's ASCII white space (\t \n \v \f \r, \x1c-\x1f, space), and every
+ * byte lower-cased with each non-letter a space (wordhash.LOWER_LETTERS). */
+static unsigned char white[256], lower_letter[256];
+
+static inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+PyDoc_STRVAR(letters_doc,
+"letters(raw, emails, urls) -> bytes\n\n"
+"wordhash.letters: ``raw`` lower-cased, every white-space-delimited word holding '@'\n"
+"(``emails``) or '://' or 'www.' in any case (``urls``) blanked, every byte but a letter a\n"
+"space. Same length as ``raw``.");
+
+static PyObject *letters(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer raw;
+    int emails, urls;
+    if (!PyArg_ParseTuple(args, "y*pp", &raw, &emails, &urls)) return NULL;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, raw.len);
+    if (result == NULL) {
+        PyBuffer_Release(&raw);
+        return NULL;
+    }
+    const unsigned char *s = raw.buf;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_ssize_t n = raw.len;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (white[s[i]]) {
+            o[i++] = SPACE;
+            continue;
+        }
+        Py_ssize_t start = i;
+        int marked = 0;
+        for (; i < n && !white[s[i]]; i++) {
+            unsigned char c = s[i];
+            /* a pattern's bytes are not white space: a match lies within this word */
+            if ((emails && c == '@')
+                || (urls && c == ':' && i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/')
+                || (urls && lower(c) == 'w' && i + 3 < n && lower(s[i + 1]) == 'w'
+                    && lower(s[i + 2]) == 'w' && s[i + 3] == '.'))
+                marked = 1;
+            o[i] = lower_letter[c];
+        }
+        if (marked) memset(o + start, SPACE, (size_t)(i - start));
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&raw);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"letters", letters, METH_VARARGS, letters_doc},
+    {"features", features, METH_VARARGS, features_doc},
+    {"runs", runs, METH_VARARGS, runs_doc},
+    {"word_ids", word_ids, METH_VARARGS, word_ids_doc},
+    {"lookup", lookup, METH_VARARGS, lookup_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "serving._wordscan",
+    "serving.wordhash's letters and word scanner and serving.hashtable's lookup, in C.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__wordscan(void) {
+    for (int c = 0; c < 256; c++) {
+        white[c] = (c >= 9 && c <= 13) || (c >= 28 && c <= 32);
+        lower_letter[c] = (c >= 'a' && c <= 'z') ? c : (c >= 'A' && c <= 'Z') ? c + 32 : SPACE;
+    }
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,166 @@
+"""serving/_wordscan.c against the numpy code it replaces, and against hostile arguments.
+
+(The whole feature path with and without the extension is compared with the plain Python path
+in tests/test_wordhash.py, on the whole 20news test split too; the lookup in
+tests/test_hashtable.py.)
+"""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving import hashtable
+from serving.artifact import Model
+from serving.hashtable import HashTable
+from serving.wordhash import _FIRST, STOP, WordHashes, letters_bytes
+
+C = hashtable.COMPILED
+pytestmark = pytest.mark.skipif(C is None, reason="serving._wordscan is not built "
+                                "(tests/conftest.py's word_scanner fixture fails for that)")
+
+PIECES = ["a@b", "WWW.x", "wWw.", "http://y", ":/", "//", "@", "x", "Orbit", "shuttle", " ",
+          "\t", "\n", "\x1c", "\x1f", "\x0b", "ab:", "//cd", "ww", "w.", "launch", "NASA", "?",
+          "the", "q", "moon", "orbit", "z" * 200]
+
+
+def _random_texts(seed: int, n: int) -> list[bytes]:
+    rng = random.Random(seed)
+    texts = []
+    for trial in range(n):
+        if trial % 5 == 0:  # any bytes at all
+            texts.append(bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))))
+        else:
+            size = rng.randint(0, 40) if trial % 7 else rng.randint(300, 1500)
+            texts.append("".join(rng.choice(PIECES) for _ in range(size)).encode())
+    return texts
+
+
+def _hashes(model_dir: Path) -> WordHashes:
+    hashes = Model.load(model_dir).classifier.features.hashes
+    assert hashes is not None
+    return hashes
+
+
+def test_letters_equals_the_bytes_translation() -> None:
+    for raw in _random_texts(0, 1500):
+        for emails in (True, False):
+            for urls in (True, False):
+                assert C.letters(raw, emails, urls) == letters_bytes(raw, emails, urls), (
+                    raw, emails, urls)
+
+
+def test_word_ids_equal_numpy(tiny_model_dir: Path) -> None:
+    hashes = _hashes(tiny_model_dir)
+    for raw in _random_texts(1, 800):
+        buf = letters_bytes(raw, True, True)
+        got, expected = hashes.word_ids(buf), hashes.word_ids_numpy(buf)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+        assert got[1].dtype == expected[1].dtype == np.int32
+
+
+def _pairs(rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def test_features_of_documents_equal_numpy(tiny_model_dir: Path) -> None:
+    hashes = _hashes(tiny_model_dir)
+    rng = random.Random(2)
+    for trial in range(300):
+        docs = [letters_bytes(raw, True, True) for raw in _random_texts(trial, rng.randint(1, 6))]
+        buf = b" ".join(docs)
+        starts = np.cumsum([0] + [len(d) + 1 for d in docs[:-1]]).astype(np.int64)
+        first_row = rng.randint(0, 1000)
+        rows, cols = hashes.scan(buf, starts, first_row, rows=True)
+        assert rows is not None
+        token_starts, ids = hashes.word_ids_numpy(buf)
+        expected = hashes.features(ids, np.searchsorted(starts, token_starts, side="right") - 1
+                                   + first_row)
+        assert _pairs(rows, cols) == _pairs(*expected)
+        # one document: the same features, no rows
+        none, alone = hashes.scan(docs[0], _FIRST, 0, rows=False)
+        _, ids = hashes.word_ids_numpy(docs[0])
+        assert none is None
+        assert sorted(alone.tolist()) == sorted(hashes.features(ids, np.zeros_like(ids))[1]
+                                                .tolist())
+
+
+def test_unigrams_or_bigrams_alone(tiny_model_dir: Path) -> None:
+    hashes = _hashes(tiny_model_dir)
+    t = hashes.table
+    buf = b"orbit shuttle launch orbit nasa shuttle moon the orbit"
+    found = np.empty(len(buf) + 2, dtype=np.int32)
+
+    def run(unigrams: bool, bigrams: HashTable | None) -> list[int]:
+        pair = (None, None, None) if bigrams is None else (bigrams.keys, bigrams.values,
+                                                           bigrams.offsets)
+        n = C.features(buf, _FIRST, 0, t.keys, t.values, t.offsets, 2, 50, hashes._unigram,
+                       unigrams, *pair, None, found)
+        return sorted(found[:n].tolist())
+
+    both = run(True, hashes.index.bigrams)
+    assert run(False, None) == []
+    assert sorted(run(True, None) + run(False, hashes.index.bigrams)) == both
+    _, ids = hashes.word_ids_numpy(buf)
+    assert both == sorted(hashes.features(ids, np.zeros_like(ids))[1].tolist())
+
+
+def test_runs_counts_each_value() -> None:
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 50, 1000):
+        ordered = np.sort(rng.integers(0, 20, n).astype(np.int32))
+        values, counts = np.empty(n, np.int32), np.empty(n, np.float64)
+        k = C.runs(ordered, values, counts)
+        unique, expected = np.unique(ordered, return_counts=True)
+        assert np.array_equal(values[:k], unique) and np.array_equal(counts[:k], expected)
+
+
+def test_wrong_arguments_raise_and_corrupt_tables_read_nothing_outside(
+        tiny_model_dir: Path) -> None:
+    hashes = _hashes(tiny_model_dir)
+    t = hashes.table
+    buf = b"orbit shuttle launch"
+    ids, starts = np.empty(20, np.int32), np.empty(20, np.int64)
+    with pytest.raises(ValueError):  # outputs too short
+        C.word_ids(buf, t.keys, t.values, t.offsets, 2, 50, ids[:2], starts)
+    with pytest.raises(ValueError):  # wrong output types
+        C.word_ids(buf, t.keys, t.values, t.offsets, 2, 50, starts, ids)
+    with pytest.raises(ValueError):  # values not int32
+        C.word_ids(buf, t.keys, t.values.astype(np.int64), t.offsets, 2, 50, ids, starts)
+    with pytest.raises(ValueError):  # bucket count not a power of two
+        C.word_ids(buf, t.keys, t.values, t.offsets[:-1], 2, 50, ids, starts)
+    with pytest.raises(TypeError):
+        C.word_ids("orbit", t.keys, t.values, t.offsets, 2, 50, ids, starts)
+    with pytest.raises(ValueError):
+        C.lookup(t.keys, t.values, t.offsets, t.keys[:3], np.empty(2, np.int32), -1)
+    with pytest.raises(ValueError):
+        C.runs(np.arange(4, dtype=np.int32), np.empty(2, np.int32), np.empty(4))
+    found = np.empty(len(buf) + 2, dtype=np.int32)
+    with pytest.raises(ValueError):  # no document start
+        C.features(buf, np.zeros(0, np.int64), 0, t.keys, t.values, t.offsets, 2, 50,
+                   hashes._unigram, True, None, None, None, None, found)
+    with pytest.raises(ValueError):
+        C.features(buf, _FIRST, 0, t.keys, t.values, t.offsets, 2, 50, hashes._unigram, True,
+                   None, None, None, np.empty(3, np.int64), found)
+    # Offsets pointing anywhere, word ids beyond the unigram map: answers, no crash.
+    rng = np.random.default_rng(4)
+    bad_offsets = rng.integers(-2**31, 2**31 - 1, t.offsets.size).astype(np.int32)
+    bad_values = rng.integers(-5, 2**31 - 1, t.values.size).astype(np.int32)
+    text = b" ".join(letters_bytes(r, True, True) for r in _random_texts(5, 50))
+    room = len(text) // 2 + 1
+    for offsets, values in ((bad_offsets, t.values), (t.offsets, bad_values)):
+        C.word_ids(text, t.keys, values, offsets, 2, 50, np.empty(room, np.int32),
+                   np.empty(room, np.int64))
+        out = np.empty(len(text) + 2, dtype=np.int32)
+        n = C.features(text, _FIRST, 0, t.keys, values, offsets, 2, 50, hashes._unigram, True,
+                       t.keys, values, offsets, None, out)
+        assert 0 <= n <= len(text) + 2
+
+
+def test_stop_words_and_lengths(tiny_model_dir: Path) -> None:
+    hashes = _hashes(tiny_model_dir)
+    buf = b"the orbit a " + b"o" * (hashes.max_len + 1) + b" orbit"
+    _, ids = hashes.word_ids(buf)
+    assert STOP not in ids.tolist() and ids.tolist()[1] == -1  # too long: unknown, kept
+    assert ids.tolist() == hashes.word_ids_numpy(buf)[1].tolist()
