@@ -5,7 +5,8 @@ When the cleaner yields letter-only words and the vectorizer uses scikit-learn's
 pattern, the words go straight to the n-gram step (no re-joining, no second regex pass); the
 result is identical (tests compare with scikit-learn on the real corpus). When, in addition,
 the cleaner lower-cases without lemmatizing and the vocabulary is a compact term index, a batch
-is tokenised and looked up in numpy (:mod:`serving.wordhash`), a group of documents at a time.
+is tokenised and looked up in C or numpy (:mod:`serving.wordhash`), a group of documents at a
+time.
 """
 
 from __future__ import annotations
