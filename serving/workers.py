@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
@@ -77,26 +76,7 @@ def classify(exc: BaseException, timeout: int) -> tuple[int, str, str]:
     return 400, "bad_request", f"malformed request ({type(exc).__name__})"
 
 
-# The heartbeat is written at most this often, as a share of the worker timeout.
-HEARTBEAT_SHARE = 0.1
-
-
 class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
-    _beat = float("-inf")  # time.monotonic() of the last heartbeat written
-
-    def notify(self) -> None:
-        """gunicorn's heartbeat (``os.utime`` of the worker's temporary file, which the arbiter
-        reads to find a stuck worker) at most every ``HEARTBEAT_SHARE`` of the timeout.
-
-        The sync worker calls this before every request (gunicorn 27.0.1
-        ``workers/sync.py``, ``run_for_one``): ~2.7 % of a worker's time under load (py-spy,
-        8 connections), for a file the arbiter compares with a timeout of seconds. A stuck
-        worker is still stopped: its heartbeat is at most a tenth of the timeout older."""
-        now = time.monotonic()
-        if now - self._beat >= self.cfg.timeout * HEARTBEAT_SHARE:
-            self._beat = now
-            super().notify()
-
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         status, code, message = classify(exc, self.cfg.timeout)
         request_id = request_id_of(req)

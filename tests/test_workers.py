@@ -47,28 +47,3 @@ def test_access_builds_nothing() -> None:
     # ...ours does not (requests are logged once, by the app).
     assert configured(RequestLogger).access(untouchable, untouchable, untouchable,
                                             timedelta(milliseconds=1)) is None
-
-
-def test_the_heartbeat_is_written_at_most_every_tenth_of_the_timeout(monkeypatch) -> None:
-    from types import SimpleNamespace
-
-    from serving import workers
-
-    class Tmp:
-        writes = 0
-
-        def notify(self) -> None:
-            self.writes += 1
-
-    now = [1000.0]
-    monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
-    worker = object.__new__(JsonErrorWorker)  # gunicorn's constructor needs a whole arbiter
-    worker.cfg, worker.tmp = SimpleNamespace(timeout=10), Tmp()
-    for _ in range(50):  # requests in quick succession: one write
-        worker.notify()
-        now[0] += 0.01
-    assert worker.tmp.writes == 1
-    now[0] += 0.6  # 1.1 s after the first: a tenth of the timeout has passed
-    worker.notify()
-    worker.notify()
-    assert worker.tmp.writes == 2
