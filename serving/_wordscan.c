@@ -307,6 +307,147 @@ static PyObject *runs(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(k);
 }
 
+/* strip_headers(): the ASCII characters str.strip() removes. */
+static inline int strippable(unsigned char c) {
+    return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31);
+}
+
+static inline int name_char(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* Length of the header name at s (``[A-Za-z][A-Za-z0-9-]*`` then ':'), 0 if none. */
+static Py_ssize_t header_name(const unsigned char *s, Py_ssize_t n) {
+    if (n < 2 || !((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')) return 0;
+    Py_ssize_t i = 1;
+    while (i < n && name_char(s[i])) i++;
+    return i < n && s[i] == ':' ? i : 0;
+}
+
+/* Whether the lower-cased name is a line of ``names`` ("\n"-separated, lower case). */
+static int listed(const unsigned char *name, Py_ssize_t length, const unsigned char *names,
+                  Py_ssize_t size) {
+    Py_ssize_t at = 0;
+    while (at < size) {
+        Py_ssize_t end = at;
+        while (end < size && names[end] != '\n') end++;
+        if (end - at == length) {
+            Py_ssize_t i = 0;
+            while (i < length && (unsigned char)(name[i] | (name[i] >= 'A' && name[i] <= 'Z' ? 32 : 0)) == names[at + i]) i++;
+            if (i == length) return 1;
+        }
+        at = end + 1;
+    }
+    return 0;
+}
+
+#define MAX_HEADER_CHARS (1 << 20) /* headers.MAX_HEADER_CHARS */
+#define MAX_FIELDS 4096
+
+PyDoc_STRVAR(strip_headers_doc,
+"strip_headers(text, keep, known) -> bytes | None\n\n"
+"Cleaner.headed for headers='strip' (serving/headers.py split_headers, its one-regex path) on\n"
+"ASCII ``text``: the values of the header fields named in ``keep``, then the body, joined by\n"
+"newlines; ``text`` itself when it has no header block. ``keep`` and ``known`` (KNOWN_HEADERS)\n"
+"are lower-case names joined by newlines. None when the block needs the line-by-line path\n"
+"(a line boundary other than \\n, a block ending in a newline, a byte over 127).");
+
+static PyObject *strip_headers(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *text_obj;
+    Py_buffer keep, known;
+    if (!PyArg_ParseTuple(args, "Sy*y*", &text_obj, &keep, &known)) return NULL;
+    const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(text_obj);
+    Py_ssize_t n = PyBytes_GET_SIZE(text_obj), head = n, body = n, i;
+    PyObject *result = NULL;
+    /* (start, end) of each field's first line value and the end of its last continuation */
+    Py_ssize_t *fields = NULL, count = 0;
+    if (!header_name(t, n)) goto unchanged;
+    for (i = 0; i + 1 < n; i++)
+        if (t[i] == '\n' && t[i + 1] == '\n') {
+            head = i;
+            body = i + 2;
+            break;
+        }
+    if (head > MAX_HEADER_CHARS) goto unchanged;
+    if (head > 0 && t[head - 1] == '\n') goto fallback;
+    for (i = 0; i < head; i++)
+        if (t[i] > 127 || t[i] == '\r' || t[i] == 11 || t[i] == 12 || (t[i] >= 28 && t[i] <= 30))
+            goto fallback;
+    fields = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * MAX_FIELDS);
+    if (fields == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int any_known = 0;
+    for (i = 0; i < head;) { /* one line at a time: a field or a continuation, else no block */
+        Py_ssize_t end = i;
+        while (end < head && t[end] != '\n') end++;
+        if (t[i] == ' ' || t[i] == '\t') {
+            if (count == 0) goto unchanged; /* (the first line is a field: never here) */
+            fields[3 * (count - 1) + 2] = end;
+        } else {
+            Py_ssize_t length = header_name(t + i, end - i);
+            if (!length) goto unchanged;
+            if (count == MAX_FIELDS) goto fallback;
+            any_known |= listed(t + i, length, known.buf, known.len);
+            fields[3 * count] = i;
+            fields[3 * count + 1] = length;
+            fields[3 * count + 2] = end;
+            count++;
+        }
+        i = end + 1;
+    }
+    if (!any_known) goto unchanged;
+    /* The kept values, each line of a value stripped and the lines joined by a space. */
+    Py_ssize_t size = n - body, kept = 0;
+    for (Py_ssize_t f = 0; f < count; f++)
+        if (listed(t + fields[3 * f], fields[3 * f + 1], keep.buf, keep.len)) {
+            size += fields[3 * f + 2] - fields[3 * f] + 1;
+            kept++;
+        }
+    if (!kept) {
+        result = PyBytes_FromStringAndSize((const char *)t + body, n - body);
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) goto done;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(result), *start = o;
+    for (Py_ssize_t f = 0; f < count; f++) {
+        if (!listed(t + fields[3 * f], fields[3 * f + 1], keep.buf, keep.len)) continue;
+        Py_ssize_t at = fields[3 * f] + fields[3 * f + 1] + 1, last = fields[3 * f + 2];
+        int first = 1;
+        while (at <= last) { /* each line of the value: stripped, joined by a space */
+            Py_ssize_t end = at;
+            while (end < last && t[end] != '\n') end++;
+            Py_ssize_t a = at, b = end;
+            while (a < b && strippable(t[a])) a++;
+            while (b > a && strippable(t[b - 1])) b--;
+            if (!first) *o++ = ' ';
+            memcpy(o, t + a, (size_t)(b - a));
+            o += b - a;
+            first = 0;
+            at = end + 1;
+        }
+        *o++ = '\n';
+    }
+    memcpy(o, t + body, (size_t)(n - body));
+    o += n - body;
+    if (_PyBytes_Resize(&result, o - start) < 0) result = NULL;
+    goto done;
+unchanged:
+    Py_INCREF(text_obj);
+    result = text_obj;
+    goto done;
+fallback:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_Free(fields);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&known);
+    return result;
+}
+
 /* letters(): str.split's ASCII white space (\t \n \v \f \r, \x1c-\x1f, space), and every
  * byte lower-cased with each non-letter a space (wordhash.LOWER_LETTERS). */
 static unsigned char white[256], lower_letter[256];
@@ -361,6 +502,7 @@ static PyMethodDef methods[] = {
     {"letters", letters, METH_VARARGS, letters_doc},
     {"features", features, METH_VARARGS, features_doc},
     {"runs", runs, METH_VARARGS, runs_doc},
+    {"strip_headers", strip_headers, METH_VARARGS, strip_headers_doc},
     {"word_ids", word_ids, METH_VARARGS, word_ids_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {NULL, NULL, 0, NULL},

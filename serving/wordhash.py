@@ -338,12 +338,13 @@ class WordHashes:
             return empty, empty
         return np.concatenate(rows), np.concatenate(cols)
 
-    def group(self, prepared: list[str], first_row: int, emails: bool = False,
+    def group(self, prepared: list[bytes], first_row: int, emails: bool = False,
               urls: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(row, feature) pairs of documents numbered from ``first_row``: either prepared
-        (``Cleaner._prepared``) or ASCII documents still to be lower-cased and rid of words
-        with e-mail addresses (``emails``) or URLs (``urls``), done here for the whole group."""
-        buf = letters(" ".join(prepared).encode("ascii", "replace"), emails, urls)
+        """(row, feature) pairs of documents numbered from ``first_row``, as bytes: either
+        prepared (``Cleaner._prepared``, encoded to ASCII with ``?`` for any other character)
+        or ASCII documents still to be lower-cased and rid of words with e-mail addresses
+        (``emails``) or URLs (``urls``), done here for the whole group."""
+        buf = letters(b" ".join(prepared), emails, urls)
         compiled = hashtable.COMPILED is not None
         if len(prepared) == 1 and not compiled:
             _, ids = self.word_ids(buf)

@@ -14,6 +14,8 @@ import pytest
 from serving import hashtable
 from serving.artifact import Model
 from serving.hashtable import HashTable
+from serving.text import Cleaner
+from serving.textfeatures import headed, header_names
 from serving.wordhash import _FIRST, STOP, WordHashes, letters_bytes
 
 C = hashtable.COMPILED
@@ -164,3 +166,67 @@ def test_stop_words_and_lengths(tiny_model_dir: Path) -> None:
     _, ids = hashes.word_ids(buf)
     assert STOP not in ids.tolist() and ids.tolist()[1] == -1  # too long: unknown, kept
     assert ids.tolist() == hashes.word_ids_numpy(buf)[1].tolist()
+
+
+HEADER_PIECES = ["From: a@b.edu", "Subject: Re: orbit", "X-Odd-9: v", "Question: why",
+                 "Lines: 3", " folded", "\tfolded ", "  ", "", "not a header", "Keywords:",
+                 "Subject:x\x1f ", "9bad: x", "Sub ject: x", "a:", "From: x\r", "SUMMARY: U\x0cV",
+                 "Summary:\x1c s \x1d", "Path: a!b", "Organization:\t U  of  X \t",
+                 " \x0b cont \x1f", "keywords: k1, k2", "-x: y", "ORGANIZATION: Big"]
+
+
+def _header_texts(seed: int, n: int) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        lines = [rng.choice(HEADER_PIECES) for _ in range(rng.randint(0, 9))]
+        texts.append(rng.choice(["\n", "\r\n", "\n\n", "\n"]).join(lines) + rng.choice(
+            ["", "\n", "\n\nbody text", "\n\n\nbody", "\nbody", "\n\n", "\n\nOrbit: x\n\ny"]))
+    return texts
+
+
+@pytest.mark.parametrize("keep", [None, (), ("subject", "Organization", "x-odd-9", "bad name")])
+def test_strip_headers_equals_the_cleaner(keep: tuple[str, ...] | None) -> None:
+    cleaner = Cleaner() if keep is None else Cleaner(keep_headers=keep)
+    cleaner.stop_words_ = []  # fitted: nothing else is read
+    names = header_names(cleaner)
+    fallbacks = 0
+    for text in _header_texts(11, 6000):
+        expected = cleaner.headed(text)
+        if text.isascii():
+            direct = C.strip_headers(text.encode(), *names)
+            fallbacks += direct is None
+            if direct is not None:
+                assert direct.decode() == expected, repr(text)
+        got = headed(cleaner, text, names)
+        assert (got.decode() if isinstance(got, bytes) else got) == expected, repr(text)
+    assert 0 < fallbacks < 3000  # both the C path and the line-by-line path were taken
+
+
+def test_strip_headers_of_unusual_blocks() -> None:
+    cleaner = Cleaner()
+    cleaner.stop_words_ = []
+    names = header_names(cleaner)
+    for text in ["", "S", "Subject:", "Subject:\n\n", "Subject: a\n b\n\tc\n\nbody",
+                 "Subject: " + "x" * (1 << 20) + "\n\nbody",  # a block over MAX_HEADER_CHARS
+                 "Subject: s\n" + "X-A: b\n" * 5000 + "\nbody",  # more fields than C keeps
+                 "Subject: s\nnot a header\n\nbody", "Question: why\n\nbody",
+                 "Subject: s\x1f\n\nbody", "Subject: s", "Subject: s\n"]:
+        got = headed(cleaner, text, names)
+        assert (got.decode() if isinstance(got, bytes) else got) == cleaner.headed(text)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_strip_headers_equals_the_cleaner_on_20news() -> None:
+    from serving.data import load_splits
+    from tests.conftest import DATA_TGZ, need_real_data
+
+    need_real_data()
+    cleaner = Cleaner()
+    cleaner.stop_words_ = []
+    names = header_names(cleaner)
+    splits = load_splits(str(DATA_TGZ))
+    for text in [*splits.train.texts, *splits.test.texts]:
+        got = headed(cleaner, text, names)
+        assert (got.decode() if isinstance(got, bytes) else got) == cleaner.headed(text)
