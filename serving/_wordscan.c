@@ -1,10 +1,18 @@
-/* serving._wordscan: the numpy word scanner of serving/wordhash.py (with the bytes clean-up
- * before it, wordhash.letters) and the lookup of serving/hashtable.py, as C loops.
+/* serving._wordscan: the per-post text work of the classifier's hot path as C loops, each the
+ * twin of the Python or numpy code that stays as fallback and reference:
+ *
+ *   strip_headers  Cleaner.headed (headers="strip") for an ASCII post: serving/headers.py's
+ *                  one-regex path; the cases its line loop handles come back as None.
+ *   letters        wordhash.letters: lower-casing, e-mail/URL words blanked, non-letters.
+ *   word_ids       wordhash.WordHashes.word_ids: tokenising, hashing, the word table.
+ *   features       WordHashes.features of word_ids: unigram map and bigram table.
+ *   runs           the counting of WordHashes.one.
+ *   lookup         hashtable.HashTable.get.
  *
  * In numpy, tokenising and looking up ~240 tokens costs ~60 numpy calls of ~1 us each plus
- * temporaries the size of the text; here it is one pass over the bytes. The numbers are the
- * same, bit for bit (tests/test_wordscan.py compares both paths on the whole 20news test
- * split and on random input):
+ * temporaries the size of the text; here it is one pass over the bytes. The answers are the
+ * same, bit for bit (tests/test_wordscan.py and tests/test_wordhash.py compare both paths on
+ * the whole 20news corpus and on random input):
  *
  *   token key  sum(c_i * P**i) + length * LENGTH_MIX  (mod 2**64), c_i the i-th byte of a run
  *              of non-space bytes: wordhash.token_keys' prefix-sum hash.
@@ -13,7 +21,8 @@
  *
  * The arrays come in through the buffer protocol (numpy arrays, memory maps): no numpy
  * headers at build time, nothing copied. Sizes and types are checked here, so no input makes
- * a read or a write go out of bounds. The GIL is released while scanning.
+ * a read or a write go out of bounds. The GIL is released while scanning, and nothing here
+ * calls back into Python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
