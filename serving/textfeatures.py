@@ -199,8 +199,8 @@ class TextFeatures:
                 group.clear()
 
         for number, text in enumerate(texts):
-            # An ASCII document is lower-cased and rid of e-mails/URLs with its group, in
-            # numpy; any other (str.lower and str.split know Unicode) here, as it always was.
+            # An ASCII document is lower-cased and rid of e-mails/URLs with its group
+            # (wordhash.letters); any other (str.lower and str.split know Unicode) here.
             prepared = self.headed(text)
             if isinstance(prepared, str):
                 prepared = cleaner._prepared(text).encode("ascii", "replace")
