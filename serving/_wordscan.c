@@ -89,6 +89,38 @@ static inline int32_t find(const table_t *t, uint64_t key, int32_t missing) {
     return missing;
 }
 
+/* The next kept token of s[*i : n] (letters and spaces): its offset and word id in the word
+ * table (-1: unknown, or longer than max_len and not looked up); 0 when none is left. Tokens
+ * shorter than min_len and those whose id is STOP are skipped. */
+static inline int next_word(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i, const table_t *t,
+                            Py_ssize_t min_len, Py_ssize_t max_len, Py_ssize_t *start,
+                            int32_t *id) {
+    Py_ssize_t at = *i;
+    while (at < n) {
+        while (at < n && s[at] == SPACE) at++;
+        if (at == n) break;
+        Py_ssize_t begin = at;
+        uint64_t h = 0, power = 1;
+        for (; at < n && s[at] != SPACE; at++) {
+            h += (uint64_t)s[at] * power;
+            power *= P;
+        }
+        Py_ssize_t length = at - begin;
+        if (length < min_len) continue;
+        int32_t found = -1;
+        if (length <= max_len) {
+            found = find(t, h + (uint64_t)length * LENGTH_MIX, -1);
+            if (found == STOP) continue;
+        }
+        *i = at;
+        *start = begin;
+        *id = found;
+        return 1;
+    }
+    *i = at;
+    return 0;
+}
+
 PyDoc_STRVAR(word_ids_doc,
 "word_ids(text, keys, values, offsets, min_len, max_len, ids, starts) -> count\n\n"
 "Word ids of the runs of non-space bytes of ``text`` (letters and spaces), looked up in the\n"
@@ -115,24 +147,11 @@ static PyObject *word_ids(PyObject *Py_UNUSED(self), PyObject *args) {
     int32_t *out = ids.buf;
     int64_t *at = starts.buf;
     Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t i = 0;
-    while (i < n) {
-        while (i < n && s[i] == SPACE) i++;
-        if (i == n) break;
-        Py_ssize_t start = i;
-        uint64_t h = 0, power = 1;
-        for (; i < n && s[i] != SPACE; i++) {
-            h += (uint64_t)s[i] * power;
-            power *= P;
-        }
-        Py_ssize_t length = i - start;
-        int32_t id = -1;
-        if (length < min_len) continue;
-        if (length <= max_len) {
-            id = find(&t, h + (uint64_t)length * LENGTH_MIX, -1);
-            if (id == STOP) continue;
-        }
-        out[count] = id; /* count < room: every run but the last is followed by a space */
+    Py_ssize_t i = 0, start;
+    int32_t id;
+    /* count < room: every token but the last is followed by a space */
+    while (next_word(s, n, &i, &t, min_len, max_len, &start, &id)) {
+        out[count] = id;
         at[count] = start;
         count++;
     }
@@ -231,25 +250,10 @@ static PyObject *features(PyObject *Py_UNUSED(self), PyObject *args) {
     int32_t *out = found.buf;
     int64_t *row_out = rows.buf;
     Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t i = 0, doc = 0;
-    int32_t previous = -1; /* the word id before this token in its document, -1 if none */
-    while (i < n) {
-        while (i < n && s[i] == SPACE) i++;
-        if (i == n) break;
-        Py_ssize_t start = i;
-        uint64_t h = 0, power = 1;
-        for (; i < n && s[i] != SPACE; i++) {
-            h += (uint64_t)s[i] * power;
-            power *= P;
-        }
-        Py_ssize_t length = i - start;
-        if (length < min_len) continue;
-        int32_t id = -1;
-        if (length <= max_len) {
-            id = find(&words, h + (uint64_t)length * LENGTH_MIX, -1);
-            if (id == STOP) continue;
-            if (id < -1 || id >= n_words) id = -1; /* not a word of this index */
-        }
+    Py_ssize_t i = 0, doc = 0, start;
+    int32_t previous = -1, id; /* previous: the word id before this token in its document */
+    while (next_word(s, n, &i, &words, min_len, max_len, &start, &id)) {
+        if (id >= n_words) id = -1; /* not a word of this index (a corrupt table) */
         if (doc + 1 < n_docs && starts[doc + 1] <= start) {
             while (doc + 1 < n_docs && starts[doc + 1] <= start) doc++;
             previous = -1;
