@@ -90,7 +90,8 @@ def test_served_weights_beyond_float16_stay_float32() -> None:
     np.testing.assert_allclose(weights, [[0.5, -0.5], [-499_999.0, 499_999.0]])
 
 
-def test_sparse_times_equals_the_dense_product(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sparse_times_equals_the_dense_product(monkeypatch: pytest.MonkeyPatch,
+                                               word_scanner: str) -> None:
     rng = np.random.default_rng(1)
     X = sp.random(40, 300, density=0.05, format="lil", random_state=2)
     X[[3, 17, 39]] = 0  # empty rows, the last one too
@@ -105,6 +106,53 @@ def test_sparse_times_equals_the_dense_product(monkeypatch: pytest.MonkeyPatch) 
     assert sparse_times(X[:0], weights).shape == (0, 7)
     for dtype in (np.float32, np.float64):  # older artifacts: scipy's product, same numbers
         np.testing.assert_allclose(sparse_times(X, weights.astype(dtype)), want, rtol=1e-5)
+
+
+def test_weighted_sum_in_c_is_scipys_product_bit_for_bit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """serving/_wordscan.c's weighted_sum converts each float16 itself (every one of the 65,536
+    bit patterns: subnormals, -0, infinities, NaNs) and sums in scipy's order: the same bits as
+    the numpy path's gather and scipy product."""
+    from serving import hashtable
+    from serving.classifier import weighted_sum
+
+    if hashtable.COMPILED is None:
+        pytest.fail("serving._wordscan is not built (bash scripts/setup.sh)")
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(-1, 16)
+    X = sp.random(300, every.shape[0], density=0.01, format="csr", random_state=3)
+    X.data = np.random.default_rng(3).normal(size=X.data.size)
+    X.data[::7] = 0.0  # an explicit zero times inf is NaN in both
+    got = sparse_times(X, every)
+    with monkeypatch.context() as numpy_only:
+        numpy_only.setattr(hashtable, "COMPILED", None)
+        with np.errstate(invalid="ignore"):
+            want = sparse_times(X, every)
+    assert got.tobytes() == want.tobytes()
+    whole = sp.csr_matrix(np.ones((1, every.shape[0])))
+    with np.errstate(invalid="ignore", over="ignore"):
+        dense = np.ones(every.shape[0]) @ every.astype(np.float64)
+    # float16 sums are exact in float64 (2**-24 to 2**16 is 40 bits), whatever the order
+    np.testing.assert_array_equal(sparse_times(whole, every)[0], dense)  # (NaN == NaN here)
+    C = hashtable.COMPILED
+    bits = every.view(np.uint16)
+    out = np.zeros((1, 16))
+    for indptr, indices in (([0, 2], [0, every.shape[0]]),  # a feature past the weights
+                            ([0, 2], [0, -1]),  # a negative one
+                            ([0, 3], [0, 1]),  # indptr past the indices
+                            ([1, 2], [0, 1])):  # not starting at 0
+        with pytest.raises(ValueError):
+            C.weighted_sum(np.array(indptr, np.int64), np.array(indices, np.int32),
+                           np.ones(len(indices)), bits, 16, out)
+    with pytest.raises(ValueError):  # rows falling
+        C.weighted_sum(np.array([0, 2, 1, 2], np.int64), np.array([0, 1], np.int32),
+                       np.ones(2), bits, 16, np.zeros((3, 16)))
+    with pytest.raises(ValueError):  # out of the wrong size
+        C.weighted_sum(np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1), bits,
+                       16, np.zeros((1, 15)))
+    with pytest.raises(ValueError):  # weights not a whole number of rows
+        C.weighted_sum(np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1),
+                       bits[:-1, :].ravel()[:-3], 16, out)
+    assert weighted_sum(np.array([0]), np.zeros(0, np.int32), np.zeros(0), every).shape == (0, 16)
 
 
 def test_older_float32_artifact_loads_and_answers_the_same(tiny_corpus: Path,

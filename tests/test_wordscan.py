@@ -168,6 +168,24 @@ def test_stop_words_and_lengths(tiny_model_dir: Path) -> None:
     assert ids.tolist() == hashes.word_ids_numpy(buf)[1].tolist()
 
 
+def test_features_across_scan_windows(tiny_model_dir: Path) -> None:
+    """_wordscan.c looks tokens up a window at a time: a bigram across two windows, a stop
+    word or a short token at a window's edge, and documents starting inside and at the edge of
+    a window all give what the numpy path gives."""
+    hashes = _hashes(tiny_model_dir)
+    rng = random.Random(5)
+    words = [b"orbit", b"shuttle", b"launch", b"nasa", b"moon", b"the", b"a", b"q"]
+    for trial in range(60):
+        docs = [b" ".join(rng.choice(words) for _ in range(rng.choice([1, 63, 64, 65, 200])))
+                for _ in range(rng.randint(1, 5))]
+        buf = b" ".join(docs)
+        starts = np.cumsum([0] + [len(d) + 1 for d in docs[:-1]]).astype(np.int64)
+        rows, cols = hashes.scan(buf, starts, 7, rows=True)
+        assert rows is not None
+        token_starts, ids = hashes.word_ids_numpy(buf)
+        expected = hashes.features(ids, np.searchsorted(starts, token_starts, side="right") + 6)
+        assert _pairs(rows, cols) == _pairs(*expected), trial
+
 HEADER_PIECES = ["From: a@b.edu", "Subject: Re: orbit", "X-Odd-9: v", "Question: why",
                  "Lines: 3", " folded", "\tfolded ", "  ", "", "not a header", "Keywords:",
                  "Subject:x\x1f ", "9bad: x", "Sub ject: x", "a:", "From: x\r", "SUMMARY: U\x0cV",
