@@ -11,6 +11,8 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from serving import jsondoc
 from serving.errors import BadRequest, PayloadTooLarge
 
@@ -90,6 +92,14 @@ def json_lines(data: bytes, keep_blank: bool) -> Iterator[tuple[int, Any]]:
     lines = data.split(b"\n")
     if len(lines) > 1 and lines[-1] == b"":
         lines.pop()
+    if max(map(len, lines)) <= jsondoc.MAX_CONTAINERS:  # no line needs its own container count
+        try:  # every line at once (~2x faster); a blank or bad one: the loop below says which
+            values = list(map(orjson.loads, lines))
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            yield from enumerate(values, start=1)
+            return
     for number, line in enumerate(lines, start=1):
         if line.endswith(b"\r"):
             line = line[:-1]
