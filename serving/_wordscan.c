@@ -1,6 +1,7 @@
 /* serving._wordscan: the per-post text work of the classifier's hot path as C loops, each the
  * twin of the Python or numpy code that stays as fallback and reference:
  *
+ *   prepare_group  TextFeatures.pairs' grouping: strip_headers and letters, post after post.
  *   strip_headers  Cleaner.headed (headers="strip") for an ASCII post: serving/headers.py's
  *                  one-regex path; the cases its line loop handles come back as None.
  *   letters        wordhash.letters: lower-casing, e-mail/URL words blanked, non-letters.
@@ -461,6 +462,85 @@ static int listed(const unsigned char *name, Py_ssize_t length, const unsigned c
 #define MAX_HEADER_CHARS (1 << 20) /* headers.MAX_HEADER_CHARS */
 #define MAX_FIELDS 4096
 
+enum { PLAN_UNCHANGED, PLAN_STRIPPED, PLAN_FALLBACK };
+
+/* headers.py's decision for the ASCII post t[0:n]: PLAN_UNCHANGED (no header block: the post
+ * as it is), PLAN_FALLBACK (a block the line-by-line path reads: a line boundary other than \n,
+ * a block ending in a newline, a byte over 127, over MAX_FIELDS fields) or PLAN_STRIPPED: the
+ * block's fields in ``fields`` (3 * MAX_FIELDS: each field's line start, name length and the
+ * end of its last continuation line), *count of them, the body from *body. */
+static int strip_plan(const unsigned char *t, Py_ssize_t n, const Py_buffer *known,
+                      Py_ssize_t *fields, Py_ssize_t *count, Py_ssize_t *body) {
+    Py_ssize_t head = n, i;
+    *count = 0;
+    *body = n;
+    if (!header_name(t, n)) return PLAN_UNCHANGED;
+    for (i = 0; i + 1 < n; i++)
+        if (t[i] == '\n' && t[i + 1] == '\n') {
+            head = i;
+            *body = i + 2;
+            break;
+        }
+    if (head > MAX_HEADER_CHARS) return PLAN_UNCHANGED;
+    if (head > 0 && t[head - 1] == '\n') return PLAN_FALLBACK;
+    for (i = 0; i < head; i++)
+        if (t[i] > 127 || t[i] == '\r' || t[i] == 11 || t[i] == 12 || (t[i] >= 28 && t[i] <= 30))
+            return PLAN_FALLBACK;
+    int any_known = 0;
+    for (i = 0; i < head;) { /* one line at a time: a field or a continuation, else no block */
+        Py_ssize_t end = i;
+        while (end < head && t[end] != '\n') end++;
+        if (t[i] == ' ' || t[i] == '\t') {
+            if (*count == 0) return PLAN_UNCHANGED; /* (the first line is a field: never here) */
+            fields[3 * (*count - 1) + 2] = end;
+        } else {
+            Py_ssize_t length = header_name(t + i, end - i);
+            if (!length) return PLAN_UNCHANGED;
+            if (*count == MAX_FIELDS) return PLAN_FALLBACK;
+            any_known |= listed(t + i, length, known->buf, known->len);
+            fields[3 * *count] = i;
+            fields[3 * *count + 1] = length;
+            fields[3 * *count + 2] = end;
+            (*count)++;
+        }
+        i = end + 1;
+    }
+    return any_known ? PLAN_STRIPPED : PLAN_UNCHANGED;
+}
+
+/* A PLAN_STRIPPED post: the values of the fields named in ``keep`` (each line of a value
+ * stripped, the lines joined by a space), each followed by a newline, then the body; written
+ * to o, or only measured when o is NULL. Returns the length. */
+static Py_ssize_t strip_write(const unsigned char *t, Py_ssize_t n, const Py_buffer *keep,
+                              const Py_ssize_t *fields, Py_ssize_t count, Py_ssize_t body,
+                              unsigned char *o) {
+    Py_ssize_t size = 0;
+    for (Py_ssize_t f = 0; f < count; f++) {
+        if (!listed(t + fields[3 * f], fields[3 * f + 1], keep->buf, keep->len)) continue;
+        Py_ssize_t at = fields[3 * f] + fields[3 * f + 1] + 1, last = fields[3 * f + 2];
+        int first = 1;
+        while (at <= last) { /* each line of the value: stripped, joined by a space */
+            Py_ssize_t end = at;
+            while (end < last && t[end] != '\n') end++;
+            Py_ssize_t a = at, b = end;
+            while (a < b && strippable(t[a])) a++;
+            while (b > a && strippable(t[b - 1])) b--;
+            if (!first) {
+                if (o) o[size] = ' ';
+                size++;
+            }
+            if (o) memcpy(o + size, t + a, (size_t)(b - a));
+            size += b - a;
+            first = 0;
+            at = end + 1;
+        }
+        if (o) o[size] = '\n';
+        size++;
+    }
+    if (o) memcpy(o + size, t + body, (size_t)(n - body));
+    return size + n - body;
+}
+
 PyDoc_STRVAR(strip_headers_doc,
 "strip_headers(text, keep, known) -> bytes | None\n\n"
 "Cleaner.headed for headers='strip' (serving/headers.py split_headers, its one-regex path) on\n"
@@ -470,94 +550,30 @@ PyDoc_STRVAR(strip_headers_doc,
 "(a line boundary other than \\n, a block ending in a newline, a byte over 127).");
 
 static PyObject *strip_headers(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *text_obj;
+    PyObject *text_obj, *result = NULL;
     Py_buffer keep, known;
     if (!PyArg_ParseTuple(args, "Sy*y*", &text_obj, &keep, &known)) return NULL;
     const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(text_obj);
-    Py_ssize_t n = PyBytes_GET_SIZE(text_obj), head = n, body = n, i;
-    PyObject *result = NULL;
-    /* (start, end) of each field's first line value and the end of its last continuation */
-    Py_ssize_t *fields = NULL, count = 0;
-    if (!header_name(t, n)) goto unchanged;
-    for (i = 0; i + 1 < n; i++)
-        if (t[i] == '\n' && t[i + 1] == '\n') {
-            head = i;
-            body = i + 2;
-            break;
-        }
-    if (head > MAX_HEADER_CHARS) goto unchanged;
-    if (head > 0 && t[head - 1] == '\n') goto fallback;
-    for (i = 0; i < head; i++)
-        if (t[i] > 127 || t[i] == '\r' || t[i] == 11 || t[i] == 12 || (t[i] >= 28 && t[i] <= 30))
-            goto fallback;
-    fields = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * MAX_FIELDS);
+    Py_ssize_t n = PyBytes_GET_SIZE(text_obj), count, body;
+    Py_ssize_t *fields = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * MAX_FIELDS);
     if (fields == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    int any_known = 0;
-    for (i = 0; i < head;) { /* one line at a time: a field or a continuation, else no block */
-        Py_ssize_t end = i;
-        while (end < head && t[end] != '\n') end++;
-        if (t[i] == ' ' || t[i] == '\t') {
-            if (count == 0) goto unchanged; /* (the first line is a field: never here) */
-            fields[3 * (count - 1) + 2] = end;
-        } else {
-            Py_ssize_t length = header_name(t + i, end - i);
-            if (!length) goto unchanged;
-            if (count == MAX_FIELDS) goto fallback;
-            any_known |= listed(t + i, length, known.buf, known.len);
-            fields[3 * count] = i;
-            fields[3 * count + 1] = length;
-            fields[3 * count + 2] = end;
-            count++;
-        }
-        i = end + 1;
+    switch (strip_plan(t, n, &known, fields, &count, &body)) {
+    case PLAN_UNCHANGED:
+        result = Py_NewRef(text_obj);
+        break;
+    case PLAN_FALLBACK:
+        result = Py_NewRef(Py_None);
+        break;
+    default:
+        result = PyBytes_FromStringAndSize(
+            NULL, strip_write(t, n, &keep, fields, count, body, NULL));
+        if (result != NULL)
+            strip_write(t, n, &keep, fields, count, body,
+                        (unsigned char *)PyBytes_AS_STRING(result));
     }
-    if (!any_known) goto unchanged;
-    /* The kept values, each line of a value stripped and the lines joined by a space. */
-    Py_ssize_t size = n - body, kept = 0;
-    for (Py_ssize_t f = 0; f < count; f++)
-        if (listed(t + fields[3 * f], fields[3 * f + 1], keep.buf, keep.len)) {
-            size += fields[3 * f + 2] - fields[3 * f] + 1;
-            kept++;
-        }
-    if (!kept) {
-        result = PyBytes_FromStringAndSize((const char *)t + body, n - body);
-        goto done;
-    }
-    result = PyBytes_FromStringAndSize(NULL, size);
-    if (result == NULL) goto done;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(result), *start = o;
-    for (Py_ssize_t f = 0; f < count; f++) {
-        if (!listed(t + fields[3 * f], fields[3 * f + 1], keep.buf, keep.len)) continue;
-        Py_ssize_t at = fields[3 * f] + fields[3 * f + 1] + 1, last = fields[3 * f + 2];
-        int first = 1;
-        while (at <= last) { /* each line of the value: stripped, joined by a space */
-            Py_ssize_t end = at;
-            while (end < last && t[end] != '\n') end++;
-            Py_ssize_t a = at, b = end;
-            while (a < b && strippable(t[a])) a++;
-            while (b > a && strippable(t[b - 1])) b--;
-            if (!first) *o++ = ' ';
-            memcpy(o, t + a, (size_t)(b - a));
-            o += b - a;
-            first = 0;
-            at = end + 1;
-        }
-        *o++ = '\n';
-    }
-    memcpy(o, t + body, (size_t)(n - body));
-    o += n - body;
-    if (_PyBytes_Resize(&result, o - start) < 0) result = NULL;
-    goto done;
-unchanged:
-    Py_INCREF(text_obj);
-    result = text_obj;
-    goto done;
-fallback:
-    Py_INCREF(Py_None);
-    result = Py_None;
 done:
     PyMem_Free(fields);
     PyBuffer_Release(&keep);
@@ -568,8 +584,38 @@ done:
 /* letters(): str.split's ASCII white space (\t \n \v \f \r, \x1c-\x1f, space), and every
  * byte lower-cased with each non-letter a space (wordhash.LOWER_LETTERS). */
 static unsigned char white[256], lower_letter[256];
+/* letters_into: '@' (e-mails), ':' and 'w'/'W' (URLs), as each flag asks */
+static unsigned char may_none[256], may_email[256], may_url[256], may_both[256];
 
 static inline unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* The loop of letters(): s[0:n] to o[0:n], which may be s itself (each byte is read before
+ * it is written, and a word is blanked only once it has been read). */
+static void letters_into(const unsigned char *s, unsigned char *o, Py_ssize_t n, int emails,
+                         int urls) {
+    /* the bytes that may start a pattern (one test per byte in the usual case) */
+    const unsigned char *may = emails ? (urls ? may_both : may_email) : (urls ? may_url : may_none);
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (white[s[i]]) {
+            o[i++] = SPACE;
+            continue;
+        }
+        Py_ssize_t start = i;
+        int marked = 0;
+        for (; i < n && !white[s[i]]; i++) {
+            unsigned char c = s[i];
+            /* a pattern's bytes are not white space: a match lies within this word */
+            if (may[c] && ((emails && c == '@')
+                || (urls && c == ':' && i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/')
+                || (urls && lower(c) == 'w' && i + 3 < n && lower(s[i + 1]) == 'w'
+                    && lower(s[i + 2]) == 'w' && s[i + 3] == '.')))
+                marked = 1;
+            o[i] = lower_letter[c];
+        }
+        if (marked) memset(o + start, SPACE, (size_t)(i - start));
+    }
+}
 
 PyDoc_STRVAR(letters_doc,
 "letters(raw, emails, urls) -> bytes\n\n"
@@ -586,32 +632,95 @@ static PyObject *letters(PyObject *Py_UNUSED(self), PyObject *args) {
         PyBuffer_Release(&raw);
         return NULL;
     }
-    const unsigned char *s = raw.buf;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(result);
-    Py_ssize_t n = raw.len;
     Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t i = 0;
-    while (i < n) {
-        if (white[s[i]]) {
-            o[i++] = SPACE;
-            continue;
-        }
-        Py_ssize_t start = i;
-        int marked = 0;
-        for (; i < n && !white[s[i]]; i++) {
-            unsigned char c = s[i];
-            /* a pattern's bytes are not white space: a match lies within this word */
-            if ((emails && c == '@')
-                || (urls && c == ':' && i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/')
-                || (urls && lower(c) == 'w' && i + 3 < n && lower(s[i + 1]) == 'w'
-                    && lower(s[i + 2]) == 'w' && s[i + 3] == '.'))
-                marked = 1;
-            o[i] = lower_letter[c];
-        }
-        if (marked) memset(o + start, SPACE, (size_t)(i - start));
-    }
+    letters_into(raw.buf, (unsigned char *)PyBytes_AS_STRING(result), raw.len, emails, urls);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&raw);
+    return result;
+}
+
+PyDoc_STRVAR(prepare_group_doc,
+"prepare_group(texts, first, keep, known, strip, emails, urls, out, starts)\n"
+"    -> (next, docs, used, stop)\n\n"
+"TextFeatures.pairs' grouping, for the ASCII posts of the list ``texts`` from index ``first``:\n"
+"each post's Cleaner.headed (strip_headers when ``strip``, else the post as it is) through\n"
+"letters(emails, urls), written to ``out`` (a writable byte buffer: the group's size) one after\n"
+"the other with a space between, each one's offset to ``starts`` (int64). Stops before\n"
+"texts[next]: stop 0 at the list's end, 1 when the group is full (the next post does not fit\n"
+"in ``out`` or ``starts``), 2 when texts[next] is for the Python path (not an exact ASCII\n"
+"str, a header block strip_headers leaves to serving/headers.py, or longer than ``out``).\n"
+"``docs`` posts were written, ``used`` bytes: wordhash.letters(b' '.join(headed posts)).");
+
+static PyObject *prepare_group(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *texts;
+    Py_ssize_t first;
+    Py_buffer keep, known, out, starts;
+    int strip, emails, urls;
+    if (!PyArg_ParseTuple(args, "O!ny*y*pppw*w*", &PyList_Type, &texts, &first, &keep, &known,
+                          &strip, &emails, &urls, &out, &starts))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *fields = NULL, i = first, docs = 0, used = 0, size = 0;
+    Py_ssize_t limit = out.len, room = starts.len / 8, n_texts = PyList_GET_SIZE(texts);
+    int stop = 0;
+    if (starts.itemsize != 8 || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "prepare_group: starts is int64, first >= 0");
+        goto done;
+    }
+    fields = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * MAX_FIELDS);
+    if (fields == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned char *o = out.buf;
+    int64_t *at_out = starts.buf;
+    for (; i < n_texts; i++) {
+        PyObject *item = PyList_GET_ITEM(texts, i);
+        if (!PyUnicode_CheckExact(item)) {
+            stop = 2;
+            break;
+        }
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(item) < 0) goto done;
+#endif
+        if (!PyUnicode_IS_ASCII(item)) {
+            stop = 2;
+            break;
+        }
+        const unsigned char *t = PyUnicode_DATA(item);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(item), count = 0, body = 0, length = n;
+        int plan = strip ? strip_plan(t, n, &known, fields, &count, &body) : PLAN_UNCHANGED;
+        if (plan == PLAN_FALLBACK) {
+            stop = 2;
+            break;
+        }
+        if (plan == PLAN_STRIPPED) length = strip_write(t, n, &keep, fields, count, body, NULL);
+        if (length > limit) {
+            stop = 2;
+            break;
+        }
+        if (docs == room || (docs > 0 && size + length > limit)) {
+            stop = 1;
+            break;
+        }
+        Py_ssize_t at = docs > 0 ? used + 1 : 0;
+        if (docs > 0) o[used] = SPACE;
+        if (plan == PLAN_STRIPPED)
+            strip_write(t, n, &keep, fields, count, body, o + at);
+        else
+            memcpy(o + at, t, (size_t)n);
+        letters_into(o + at, o + at, length, emails, urls);
+        at_out[docs++] = at;
+        used = at + length;
+        size += length + 1;
+    }
+    result = Py_BuildValue("nnni", i, docs, used, stop);
+done:
+    PyMem_Free(fields);
+    PyBuffer_Release(&keep);
+    PyBuffer_Release(&known);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&starts);
     return result;
 }
 
@@ -702,6 +811,7 @@ static PyMethodDef methods[] = {
     {"features", features, METH_VARARGS, features_doc},
     {"runs", runs, METH_VARARGS, runs_doc},
     {"strip_headers", strip_headers, METH_VARARGS, strip_headers_doc},
+    {"prepare_group", prepare_group, METH_VARARGS, prepare_group_doc},
     {"word_ids", word_ids, METH_VARARGS, word_ids_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"weighted_sum", weighted_sum, METH_VARARGS, weighted_sum_doc},
@@ -719,6 +829,9 @@ PyMODINIT_FUNC PyInit__wordscan(void) {
     for (int c = 0; c < 256; c++) {
         white[c] = (c >= 9 && c <= 13) || (c >= 28 && c <= 32);
         lower_letter[c] = (c >= 'a' && c <= 'z') ? c : (c >= 'A' && c <= 'Z') ? c + 32 : SPACE;
+        may_email[c] = c == '@';
+        may_url[c] = c == ':' || c == 'w' || c == 'W';
+        may_both[c] = may_email[c] || may_url[c];
     }
     for (int h = 0; h < 65536; h++) HALF[h] = half_to_float((uint16_t)h);
     return PyModule_Create(&module);

@@ -30,6 +30,9 @@ from serving.text import LETTERS, Cleaner, wordnet_lemmatizer
 from serving.vectorize import TermVectorizer
 from serving.wordhash import GROUP_BYTES, TABLE, WordHashes, letters
 
+GROUP_DOCS = 4096  # posts in a group of _pairs_compiled at most (their offsets' array)
+_ONE_START = np.zeros(1, dtype=np.int64)  # _counts' one offset (always 0)
+
 
 def save_cleaner(cleaner: Cleaner, path: Path) -> list[Path]:
     """``cleaner.json`` at ``path`` and, for a lemmatizing cleaner, its WordNet data beside it
@@ -129,6 +132,14 @@ class TextFeatures:
         any other through ``Cleaner._prepared`` (str.lower and str.split know Unicode)."""
         assert self.hashes is not None
         cleaner = self.cleaner
+        scanner = hashtable.COMPILED
+        if scanner is not None and not cleaner.skip_lines:  # headed ASCII ≤ its length
+            out = np.empty(min(len(text), GROUP_BYTES), dtype=np.uint8)
+            _, docs, used, _ = scanner.prepare_group(
+                [text], 0, *self._header_names, cleaner.headers == "strip",
+                cleaner.remove_emails, cleaner.remove_urls, out, _ONE_START)
+            if docs:
+                return self.hashes.one(out[:used])
         prepared = self.headed(text)
         if len(prepared) > GROUP_BYTES:
             return None
@@ -185,6 +196,8 @@ class TextFeatures:
         are tokenised a group of about ``GROUP_BYTES`` at a time; a longer one alone, slice by
         slice."""
         assert self.hashes is not None
+        if hashtable.COMPILED is not None and not self.cleaner.skip_lines:
+            return self._pairs_compiled(texts)
         hashes, cleaner = self.hashes, self.cleaner
         emails, urls = cleaner.remove_emails, cleaner.remove_urls
         rows, cols = [], []
@@ -217,6 +230,48 @@ class TextFeatures:
             group.append(prepared)
             size += len(prepared) + 1
         flush()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def _pairs_compiled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`pairs` with each group made in C (``prepare_group`` in serving/_wordscan.c:
+        Cleaner.headed, the join and wordhash.letters of the ASCII posts, without a Python step
+        per post); a post it leaves (not ASCII, an unusual header block, longer than a group)
+        goes the way :meth:`pairs` takes it, alone."""
+        assert self.hashes is not None
+        scanner = hashtable.COMPILED
+        assert scanner is not None
+        hashes, cleaner = self.hashes, self.cleaner
+        emails, urls = cleaner.remove_emails, cleaner.remove_urls
+        strip = cleaner.headers == "strip"
+        keep, known = self._header_names
+        texts = texts if isinstance(texts, list) else list(texts)
+        out = np.empty(GROUP_BYTES, dtype=np.uint8)
+        starts = np.empty(GROUP_DOCS, dtype=np.int64)
+        rows, cols = [], []
+        number = 0
+        while number < len(texts):
+            after, docs, used, stop = scanner.prepare_group(texts, number, keep, known, strip,
+                                                            emails, urls, out, starts)
+            if docs:
+                r, c = hashes.scan(out[:used], starts[:docs], number, rows=True)
+                assert r is not None
+                rows.append(r)
+                cols.append(c)
+            number = after
+            if stop == 2:  # this one the Python way
+                text = texts[number]
+                prepared = self.headed(text)
+                if isinstance(prepared, str):
+                    prepared = cleaner._prepared(text).encode("ascii", "replace")
+                if len(prepared) > GROUP_BYTES:
+                    r, c = hashes.long_document(cleaner._prepared(text), number)
+                else:
+                    r, c = hashes.group([prepared], number, emails, urls)
+                rows.append(r)
+                cols.append(c)
+                number += 1
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(rows), np.concatenate(cols)

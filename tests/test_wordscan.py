@@ -248,3 +248,70 @@ def test_strip_headers_equals_the_cleaner_on_20news() -> None:
     for text in [*splits.train.texts, *splits.test.texts]:
         got = headed(cleaner, text, names)
         assert (got.decode() if isinstance(got, bytes) else got) == cleaner.headed(text)
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_prepare_group_equals_headed_posts_through_letters(strip: bool) -> None:
+    """prepare_group writes letters(b" ".join(headed posts)) and each post's offset, and stops
+    where TextFeatures.pairs would flush a group or take a post the Python way."""
+    cleaner = Cleaner(keep_headers=("subject", "Organization"),
+                      headers="strip" if strip else "keep")
+    cleaner.stop_words_ = []
+    keep, known = header_names(cleaner)
+    rng = random.Random(12)
+    texts: list = [*_header_texts(13, 400), *(t.decode("latin-1") for t in _random_texts(14, 200)),
+                   "caf\u00e9 Subject: x", "", "x" * 700, "a@b.c orbit WWW.x.y Launch"]
+    rng.shuffle(texts)
+    texts.insert(5, type("Str", (str,), {})("a str subclass"))
+    for size, room in ((600, 4096), (4096, 7), (1 << 17, 4096)):
+        out, starts = np.empty(size, np.uint8), np.empty(room, np.int64)
+        number = 0
+        while number < len(texts):
+            after, docs, used, stop = C.prepare_group(texts, number, keep, known, strip, True,
+                                                      True, out, starts)
+            posts = texts[number:after]
+            assert docs == len(posts) and stop in (0, 1, 2)
+            heads = [cleaner.headed(t).encode() for t in posts]
+            assert bytes(out[:used]) == letters_bytes(b" ".join(heads), True, True)
+            assert starts[:docs].tolist() == [sum(len(h) + 1 for h in heads[:k])
+                                              for k in range(docs)]
+            if stop == 0:
+                assert after == len(texts)
+                break
+            nxt = texts[after]
+            if stop == 1:  # full: the next post fits alone, but not with these
+                assert docs == room or sum(len(h) + 1 for h in heads) + len(
+                    cleaner.headed(nxt)) > size
+                assert docs > 0
+                number = after
+                continue
+            # the Python way: not an exact ASCII str, an unusual block or too long
+            assert (type(nxt) is not str or not nxt.isascii() or len(cleaner.headed(nxt)) > size
+                    or (strip and C.strip_headers(nxt.encode(), keep, known) is None))
+            number = after + 1
+    with pytest.raises(TypeError):
+        C.prepare_group(("a tuple",), 0, keep, known, True, True, True, out, starts)
+    with pytest.raises(ValueError):
+        C.prepare_group(["x"], 0, keep, known, True, True, True, out, np.empty(3, np.int32))
+    assert C.prepare_group(["x"], 5, keep, known, True, True, True, out, starts) == (5, 0, 0, 0)
+
+
+def test_pairs_with_groups_made_in_c_equal_the_numpy_path(
+        tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TextFeatures.pairs with prepare_group (small groups: full groups, posts longer than a
+    group, non-ASCII posts, unusual header blocks) gives the (row, feature) pairs of the numpy
+    path."""
+    from serving import textfeatures
+
+    features = Model.load(tiny_model_dir).classifier.features
+    texts = [*_header_texts(21, 150), *(t.decode("latin-1") for t in _random_texts(22, 150)),
+             "orbit shuttle " * 40, "Subject: orbit shuttle\n\nlaunch nasa moon caf\u00e9"]
+    random.Random(23).shuffle(texts)
+    want = _pairs(*features.pairs(texts))
+    for group, docs in ((1 << 17, 4096), (300, 4096), (2000, 3)):
+        monkeypatch.setattr(textfeatures, "GROUP_BYTES", group)
+        monkeypatch.setattr(textfeatures, "GROUP_DOCS", docs)
+        with monkeypatch.context() as numpy_only:
+            numpy_only.setattr(hashtable, "COMPILED", None)
+            reference = _pairs(*features.pairs(texts))
+        assert _pairs(*features.pairs(texts)) == reference == want
