@@ -212,14 +212,10 @@ class TextFeatures:
                 group.clear()
 
         for number, text in enumerate(texts):
-            # An ASCII document is lower-cased and rid of e-mails/URLs with its group
-            # (wordhash.letters); any other (str.lower and str.split know Unicode) here.
-            prepared = self.headed(text)
-            if isinstance(prepared, str):
-                prepared = cleaner._prepared(text).encode("ascii", "replace")
+            prepared = self._group_bytes(text)
             if len(prepared) > GROUP_BYTES:
                 flush()
-                r, c = hashes.long_document(cleaner._prepared(text), number)
+                r, c = self._pairs_alone(text, prepared, number)
                 rows.append(r)
                 cols.append(c)
                 continue
@@ -233,6 +229,25 @@ class TextFeatures:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(rows), np.concatenate(cols)
+
+    def _group_bytes(self, text: str) -> bytes:
+        """A post as a group holds it: an ASCII post's Cleaner.headed (lower-cased and rid of
+        e-mails/URLs with its group, wordhash.letters), any other's Cleaner._prepared (str.lower
+        and str.split know Unicode) in ASCII, ``?`` for any other character."""
+        prepared = self.headed(text)
+        if isinstance(prepared, str):
+            prepared = self.cleaner._prepared(text).encode("ascii", "replace")
+        return prepared
+
+    def _pairs_alone(self, text: str, prepared: bytes, number: int,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(row, feature) pairs of one post numbered ``number``, given its :meth:`_group_bytes`:
+        as a group of one, or slice by slice when it is longer than a group."""
+        assert self.hashes is not None
+        cleaner = self.cleaner
+        if len(prepared) > GROUP_BYTES:
+            return self.hashes.long_document(cleaner._prepared(text), number)
+        return self.hashes.group([prepared], number, cleaner.remove_emails, cleaner.remove_urls)
 
     def _pairs_compiled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`pairs` with each group made in C (``prepare_group`` in serving/_wordscan.c:
@@ -262,13 +277,7 @@ class TextFeatures:
             number = after
             if stop == 2:  # this one the Python way
                 text = texts[number]
-                prepared = self.headed(text)
-                if isinstance(prepared, str):
-                    prepared = cleaner._prepared(text).encode("ascii", "replace")
-                if len(prepared) > GROUP_BYTES:
-                    r, c = hashes.long_document(cleaner._prepared(text), number)
-                else:
-                    r, c = hashes.group([prepared], number, emails, urls)
+                r, c = self._pairs_alone(text, self._group_bytes(text), number)
                 rows.append(r)
                 cols.append(c)
                 number += 1
