@@ -107,6 +107,18 @@ static inline int32_t find(const table_t *t, uint64_t key, int32_t missing) {
  * misses of the window in flight together (~3x faster on the 20news tables). */
 #define WINDOW 64
 
+/* The second step of a window: the range of each of the first m buckets (those whose ``want``
+ * is set; all when NULL), and a prefetch of the keys and values it starts with. */
+static inline void fetch_ranges(const table_t *t, Py_ssize_t m, const uint64_t *bucket,
+                                const unsigned char *want, Py_ssize_t *lo, Py_ssize_t *hi) {
+    for (Py_ssize_t j = 0; j < m; j++)
+        if (want == NULL || want[j]) {
+            bucket_range(t, bucket[j], &lo[j], &hi[j]);
+            __builtin_prefetch(t->k + lo[j]);
+            __builtin_prefetch(t->v + lo[j]);
+        }
+}
+
 /* The next kept token of s[*i : n] (letters and spaces): its offset and word id in the word
  * table (-1: unknown, or longer than max_len and not looked up); 0 when none is left. Tokens
  * shorter than min_len and those whose id is STOP are skipped. */
@@ -212,11 +224,7 @@ static PyObject *lookup(PyObject *Py_UNUSED(self), PyObject *args) {
             bucket[j] = (q[i + j] * MULT) >> t.shift;
             __builtin_prefetch(t.o + bucket[j]);
         }
-        for (j = 0; j < m; j++) {
-            bucket_range(&t, bucket[j], &lo[j], &hi[j]);
-            __builtin_prefetch(t.k + lo[j]);
-            __builtin_prefetch(t.v + lo[j]);
-        }
+        fetch_ranges(&t, m, bucket, NULL, lo, hi);
         for (j = 0; j < m; j++) o[i + j] = find_in(&t, q[i + j], lo[j], hi[j], missing);
     }
     Py_END_ALLOW_THREADS
@@ -269,12 +277,7 @@ static Py_ssize_t scan_features(const unsigned char *s, Py_ssize_t n, const int6
             m++;
         }
         /* 2: each bucket's range; its keys and values on their way */
-        for (j = 0; j < m; j++)
-            if (look[j]) {
-                bucket_range(words, bucket[j], &lo[j], &hi[j]);
-                __builtin_prefetch(words->k + lo[j]);
-                __builtin_prefetch(words->v + lo[j]);
-            }
+        fetch_ranges(words, m, bucket, look, lo, hi);
         /* 3: word ids (STOP dropped), documents, bigram keys and buckets, in token order */
         for (j = 0; j < m; j++) {
             int32_t w = look[j] ? find_in(words, key[j], lo[j], hi[j], -1) : -1;
@@ -300,12 +303,7 @@ static Py_ssize_t scan_features(const unsigned char *s, Py_ssize_t n, const int6
             kept++;
         }
         /* 4: each bigram bucket's range; its keys and values on their way */
-        for (j = 0; j < kept; j++)
-            if (pair[j]) {
-                bucket_range(pairs, bucket[j], &lo[j], &hi[j]);
-                __builtin_prefetch(pairs->k + lo[j]);
-                __builtin_prefetch(pairs->v + lo[j]);
-            }
+        fetch_ranges(pairs, kept, bucket, pair, lo, hi);
         /* 5: the features, each word's unigram then its bigram with the word before */
         for (j = 0; j < kept; j++) {
             if (id[j] < 0) continue;
