@@ -119,35 +119,44 @@ static inline void fetch_ranges(const table_t *t, Py_ssize_t m, const uint64_t *
         }
 }
 
-/* The next kept token of s[*i : n] (letters and spaces): its offset and word id in the word
- * table (-1: unknown, or longer than max_len and not looked up); 0 when none is left. Tokens
- * shorter than min_len and those whose id is STOP are skipped. */
+/* The next run of non-space bytes of s[*i : n] (letters and spaces): its offset, -1 when none
+ * is left; *i moves past it, its token key (the header comment's) goes to *key and its length
+ * to *length. */
+static inline Py_ssize_t next_run(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i,
+                                  uint64_t *key, Py_ssize_t *length) {
+    Py_ssize_t at = *i, end;
+    while (at < n && s[at] == SPACE) at++;
+    uint64_t h = 0, power = 1;
+    for (end = at; end < n && s[end] != SPACE; end++) {
+        h += (uint64_t)s[end] * power;
+        power *= P;
+    }
+    *i = end;
+    if (at == n) return -1;
+    *length = end - at;
+    *key = h + (uint64_t)*length * LENGTH_MIX;
+    return at;
+}
+
+/* The next kept token of s[*i : n]: its offset and word id in the word table (-1: unknown, or
+ * longer than max_len and not looked up); 0 when none is left. Tokens shorter than min_len and
+ * those whose id is STOP are skipped. */
 static inline int next_word(const unsigned char *s, Py_ssize_t n, Py_ssize_t *i, const table_t *t,
                             Py_ssize_t min_len, Py_ssize_t max_len, Py_ssize_t *start,
                             int32_t *id) {
-    Py_ssize_t at = *i;
-    while (at < n) {
-        while (at < n && s[at] == SPACE) at++;
-        if (at == n) break;
-        Py_ssize_t begin = at;
-        uint64_t h = 0, power = 1;
-        for (; at < n && s[at] != SPACE; at++) {
-            h += (uint64_t)s[at] * power;
-            power *= P;
-        }
-        Py_ssize_t length = at - begin;
+    Py_ssize_t begin, length;
+    uint64_t key;
+    while ((begin = next_run(s, n, i, &key, &length)) >= 0) {
         if (length < min_len) continue;
         int32_t found = -1;
         if (length <= max_len) {
-            found = find(t, h + (uint64_t)length * LENGTH_MIX, -1);
+            found = find(t, key, -1);
             if (found == STOP) continue;
         }
-        *i = at;
         *start = begin;
         *id = found;
         return 1;
     }
-    *i = at;
     return 0;
 }
 
@@ -256,21 +265,13 @@ static Py_ssize_t scan_features(const unsigned char *s, Py_ssize_t n, const int6
     while (i < n) {
         int m = 0, kept = 0, j;
         /* 1: the next WINDOW tokens of at least min_len bytes, their keys and buckets */
-        while (m < WINDOW && i < n) {
-            while (i < n && s[i] == SPACE) i++;
-            if (i == n) break;
-            Py_ssize_t at = i;
-            uint64_t h = 0, power = 1;
-            for (; i < n && s[i] != SPACE; i++) {
-                h += (uint64_t)s[i] * power;
-                power *= P;
-            }
-            Py_ssize_t length = i - at;
+        while (m < WINDOW) {
+            Py_ssize_t length, at = next_run(s, n, &i, &key[m], &length);
+            if (at < 0) break;
             if (length < min_len) continue;
             begin[m] = at;
             look[m] = length <= max_len;
             if (look[m]) {
-                key[m] = h + (uint64_t)length * LENGTH_MIX;
                 bucket[m] = (key[m] * MULT) >> words->shift;
                 __builtin_prefetch(words->o + bucket[m]);
             }
