@@ -56,10 +56,24 @@ if [ "$#" -eq 0 ]; then
   exit 2
 fi
 
+# glibc's malloc asks for transparent huge pages for the server's heap (serving/heap.py says
+# why) unless SERVING_HUGE_PAGES is off or GLIBC_TUNABLES already sets glibc.malloc.hugetlb.
+# glibc reads it only at start: set here, `python -m serving.serve` need not start again.
+huge_pages_tunable() {
+  case $(printf '%s' "${SERVING_HUGE_PAGES:-}" | tr '[:upper:]' '[:lower:]' | tr -d '[:space:]') in
+    0 | false | no | off) return 0 ;;
+  esac
+  case ":${GLIBC_TUNABLES:-}" in
+    *:glibc.malloc.hugetlb=*) return 0 ;;
+  esac
+  GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
+  export GLIBC_TUNABLES
+}
+
 command=$1
 shift
 case $command in
-  serve) exec python -m serving.serve "$@" ;;
+  serve) huge_pages_tunable; exec python -m serving.serve "$@" ;;
   train) exec python -m serving.train "$@" ;;
   -h | --help | help) usage; exit 0 ;;
   *)

@@ -48,6 +48,7 @@ ENV_KNN_DISTANCE = "SERVING_KNN_DISTANCE"
 ENV_RECOMMENDATIONS = "SERVING_RECOMMENDATIONS"
 ENV_FRONT_END = "SERVING_FRONT_END"
 ENV_CLIENT_TIMEOUT = "SERVING_CLIENT_TIMEOUT"
+ENV_HUGE_PAGES = "SERVING_HUGE_PAGES"  # glibc.malloc.hugetlb=1 for the server (serving.heap)
 
 FRONT_ENDS = ("nginx", "none")
 KNN_METRICS = ("L2", "COSINE", "INNER_PRODUCT")
@@ -148,6 +149,7 @@ class Settings:
     knn_distance: str = "euclidean"
     recommendations: int = 10
     front_end: str = "nginx"
+    huge_pages: bool = True
     client_timeout: int = 10
 
     def __post_init__(self) -> None:
@@ -221,6 +223,7 @@ class Settings:
             knn_metric=env.get(ENV_KNN_METRIC, "").strip().upper() or "L2",
             knn_distance=env.get(ENV_KNN_DISTANCE, "").strip().lower() or "euclidean",
             recommendations=_int(env, ENV_RECOMMENDATIONS, default=10),
+            huge_pages=_bool(env, ENV_HUGE_PAGES, True),
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -180,9 +180,10 @@ def load_application(settings: Settings) -> Any:
     gc.freeze()
     from serving import hashtable  # imported by the model already
 
-    log.info("model loaded from %s and warmed up for stage %s in %.2f s (word scanner: %s)",
-             settings.model_dir, settings.stage, time.perf_counter() - started,
-             "C" if hashtable.COMPILED is not None else "numpy, serving._wordscan not built")
+    log.info("model loaded from %s and warmed up for stage %s in %.2f s (word scanner: %s; "
+             "heap: %s)", settings.model_dir, settings.stage, time.perf_counter() - started,
+             "C" if hashtable.COMPILED is not None else "numpy, serving._wordscan not built",
+             heap.heap_pages(os.environ))
     return application
 
 
@@ -204,7 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if argv is None:  # the process's own command line: it may start again, as itself
+        _exec_with_huge_pages(settings)
     return run(settings, load_application)
+
+
+def _exec_with_huge_pages(settings: Settings) -> None:
+    """Start this command again with ``glibc.malloc.hugetlb=1`` in ``GLIBC_TUNABLES`` (glibc
+    reads it only at start; serving.heap says why) unless it is set or ``SERVING_HUGE_PAGES``
+    is off. The image's entry point sets it itself, so a container starts once."""
+    value = heap.tunables(os.environ.get(heap.TUNABLES_ENV)) if settings.huge_pages else None
+    if value is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
+                  {**os.environ, heap.TUNABLES_ENV: value})
+    except OSError as exc:  # serve anyway, with 4 KB pages
+        print(f"could not restart with {heap.TUNABLES_ENV}={value}: {exc}", file=sys.stderr)
 
 
 def run(settings: Settings, load: Callable[[Settings], Any], name: str | None = None) -> int:

@@ -117,7 +117,8 @@ class TermVectorizer:
         order: each pair packed into one int64 and sorted once (instead of coo → csr, summing
         duplicates and sorting each row's indices); the same matrix, bit for bit."""
         n = self.n_features
-        packed = rows.astype(np.int64) * n + features
+        packed = np.multiply(rows, n, dtype=np.int64)
+        packed += features
         packed.sort()
         edge = np.empty(packed.size + 1, dtype=bool)
         edge[0] = edge[-1] = True

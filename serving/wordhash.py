@@ -265,7 +265,9 @@ class WordHashes:
         n = scanner.features(buf, doc_starts, first_row, table.keys, table.values, table.offsets,
                              self.min_len, self.max_len, self._unigram, low == 1, *pair_table,
                              row, found)
-        return (None if row is None else row[:n]), found[:n]
+        # Copies of the used part: the bound above is ~8x what a real text fills, and a view
+        # would keep it allocated (a 1,000-post request kept ~20 MB of them, all its groups').
+        return (None if row is None else row[:n].copy()), found[:n].copy()
 
     def one(self, buf: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Sorted unique feature indices of one document of at most a group, as letters and

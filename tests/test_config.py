@@ -10,6 +10,8 @@ def test_defaults() -> None:
     assert (s.stage, s.port, s.timeout, s.max_request_bytes, s.model_dir) == (
         "classify", 8080, 60, 6 * 1024 * 1024, "/opt/ml/model")
     assert s.workers >= 1
+    assert s.huge_pages is True
+    assert Settings.from_env({"SERVING_HUGE_PAGES": " OFF "}).huge_pages is False
 
 
 def test_sagemaker_variables() -> None:
@@ -32,6 +34,7 @@ def test_legacy_names_and_precedence() -> None:
     {"SERVING_STAGE": "nope"}, {"SAGEMAKER_BIND_TO_PORT": "http"},
     {"SAGEMAKER_BIND_TO_PORT": "70000"}, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"},
     {"SAGEMAKER_SAFE_PORT_RANGE": "9-2"}, {"SERVING_LOG_LEVEL": "LOUD"},
+    {"SERVING_HUGE_PAGES": "sometimes"},
 ])
 def test_bad_values(env) -> None:
     with pytest.raises(SettingsError):

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import requests
 
+from tests.container.conftest import logs_of
+
 pytestmark = pytest.mark.docker
 
 DOC = (
@@ -56,6 +58,11 @@ def test_ping_and_classify(serve: Callable[..., Any]) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
     prediction = response.json()["predictions"][0]
     assert prediction["label"] == "sci.space"
+    # The entry point gave the server glibc's huge-page tunable (serving/heap.py), so it did not
+    # start itself again; its start-up line says so.
+    code, out = served.exec("python", "-c", "print(open('/proc/1/environ').read())")
+    assert code == 0 and "\0GLIBC_TUNABLES=glibc.malloc.hugetlb=1\0" in f"\0{out}", out
+    assert "heap: huge pages asked (glibc.malloc.hugetlb=1" in logs_of(served.container)
 
 
 def test_each_stage_serves(serve: Callable[..., Any], model_dir: Any) -> None:
