@@ -8,6 +8,7 @@
  *   word_ids       wordhash.WordHashes.word_ids: tokenising, hashing, the word table.
  *   features       WordHashes.features of word_ids: unigram map and bigram table.
  *   runs           the counting of WordHashes.one.
+ *   pair_runs      the counting of TermVectorizer.weight_pairs: sorted pairs to CSR arrays.
  *   lookup         hashtable.HashTable.get.
  *   weighted_sum   classifier.sparse_times for float16 weights: the naive Bayes product.
  *
@@ -424,6 +425,64 @@ static PyObject *runs(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(k);
 }
 
+PyDoc_STRVAR(pair_runs_doc,
+"pair_runs(packed, n_features, indptr, indices, counts) -> nnz\n\n"
+"The count matrix of (row, feature) pairs packed as row * n_features + feature (int64,\n"
+"sorted): each run of equal keys becomes one stored value, its feature to ``indices``\n"
+"(int32) and its length to ``counts`` (float64), both at least as long as ``packed``; row i's\n"
+"values are indices[indptr[i]:indptr[i + 1]] (``indptr`` int64, rows + 1). The CSR arrays of\n"
+"TermVectorizer.weight_pairs' numpy path, without its temporaries.");
+
+static PyObject *pair_runs(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer packed, indptr, indices, counts;
+    Py_ssize_t n_features, k = 0;
+    if (!PyArg_ParseTuple(args, "y*nw*w*w*", &packed, &n_features, &indptr, &indices, &counts))
+        return NULL;
+    Py_ssize_t n = packed.len / 8, n_rows = indptr.len / 8 - 1;
+    if (packed.itemsize != 8 || indptr.itemsize != 8 || indices.itemsize != 4
+        || counts.itemsize != 8 || n_rows < 0 || indices.len / 4 < n || counts.len / 8 < n
+        || n_features < 1 || n_features > INT32_MAX
+        || (n_rows > 0 && n_features > INT64_MAX / n_rows)) {
+        PyErr_SetString(PyExc_ValueError, "pair_runs: arrays of the wrong type or size");
+        goto done;
+    }
+    const int64_t *key = packed.buf;
+    const int64_t end = (int64_t)n_rows * n_features;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (key[i] < 0 || key[i] >= end || (i && key[i] < key[i - 1])) {
+            PyErr_SetString(PyExc_ValueError,
+                            "pair_runs: keys not sorted or outside rows x features");
+            goto done;
+        }
+    int64_t *ptr = indptr.buf;
+    int32_t *col = indices.buf;
+    double *c = counts.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t row = 0;
+    int64_t row_end = n_features;  /* the first key past the current row */
+    ptr[0] = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        Py_ssize_t j = i + 1;
+        while (j < n && key[j] == key[i]) j++;
+        while (key[i] >= row_end) {  /* rows before this key's: they end here */
+            ptr[++row] = k;
+            row_end += n_features;
+        }
+        col[k] = (int32_t)(key[i] - (row_end - n_features));
+        c[k] = (double)(j - i);
+        k++;
+        i = j;
+    }
+    while (row < n_rows) ptr[++row] = k;
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&packed);
+    PyBuffer_Release(&indptr);
+    PyBuffer_Release(&indices);
+    PyBuffer_Release(&counts);
+    return PyErr_Occurred() ? NULL : PyLong_FromSsize_t(k);
+}
+
 /* strip_headers(): the ASCII characters str.strip() removes. */
 static inline int strippable(unsigned char c) {
     return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31);
@@ -809,6 +868,7 @@ static PyMethodDef methods[] = {
     {"letters", letters, METH_VARARGS, letters_doc},
     {"features", features, METH_VARARGS, features_doc},
     {"runs", runs, METH_VARARGS, runs_doc},
+    {"pair_runs", pair_runs, METH_VARARGS, pair_runs_doc},
     {"strip_headers", strip_headers, METH_VARARGS, strip_headers_doc},
     {"prepare_group", prepare_group, METH_VARARGS, prepare_group_doc},
     {"word_ids", word_ids, METH_VARARGS, word_ids_doc},

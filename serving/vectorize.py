@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from serving import jsondoc
+from serving import hashtable, jsondoc
 from serving.termindex import TermIndex
 
 if TYPE_CHECKING:
@@ -120,6 +120,14 @@ class TermVectorizer:
         packed = np.multiply(rows, n, dtype=np.int64)
         packed += features
         packed.sort()
+        scanner = hashtable.COMPILED
+        if scanner is not None and n < 2**31:  # the runs counted in one C pass
+            indices = np.empty(packed.size, dtype=np.int32)
+            data = np.empty(packed.size, dtype=np.float64)
+            indptr = np.empty(n_rows + 1, dtype=np.int64)
+            nnz = scanner.pair_runs(packed, n, indptr, indices, data)
+            return self._csr(data[:nnz], indices[:nnz], indptr.astype(
+                np.int32 if nnz < 2**31 else np.int64), n_rows)
         edge = np.empty(packed.size + 1, dtype=bool)
         edge[0] = edge[-1] = True
         np.not_equal(packed[1:], packed[:-1], out=edge[1:-1])
@@ -130,8 +138,13 @@ class TermVectorizer:
         indices = (unique - row * n).astype(np.int32 if n < 2**31 else np.int64)
         indptr = np.zeros(n_rows + 1, dtype=indices.dtype if data.size < 2**31 else np.int64)
         np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+        return self._csr(data, indices, indptr, n_rows)
+
+    def _csr(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n_rows: int,
+             ) -> sp.csr_matrix:
+        """The weighted matrix of counts in CSR arrays with sorted, unique indices."""
         self._weigh(data, indices, indptr)
-        X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n))
+        X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, self.n_features))
         X.has_sorted_indices = True
         X.has_canonical_format = True
         return X

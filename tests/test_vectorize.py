@@ -67,14 +67,18 @@ def _weight_as_before(vectorizer: TermVectorizer, X):
     {"sublinear_tf": True, "norm": "l2"}, {"norm": "l1"}, {"binary": True, "norm": "l2"},
     {"norm": None}, {"sublinear_tf": True, "norm": None, "idf": False},
 ])
-def test_weight_pairs_equals_the_coo_path_bit_for_bit(settings: dict) -> None:
+@pytest.mark.parametrize("n_rows", [60, 200])  # 200: the last rows empty
+def test_weight_pairs_equals_the_coo_path_bit_for_bit(settings: dict, n_rows: int,
+                                                      word_scanner: str) -> None:
+    # word_scanner: the runs counted by _wordscan.pair_runs, then by numpy alone.
     import scipy.sparse as sp
 
+    settings = dict(settings)
     rng = np.random.default_rng(3)
-    n_features, n_rows = 1000, 60
+    n_features = 1000
     idf = None if settings.pop("idf", True) is False else rng.uniform(1, 9, n_features)
     vectorizer = TermVectorizer([f"t{i}" for i in range(n_features)], idf=idf, **settings)
-    rows = np.repeat(rng.integers(0, n_rows, 300), rng.integers(1, 9, 300))  # some rows empty
+    rows = np.repeat(rng.integers(0, 60, 300), rng.integers(1, 9, 300))  # some rows empty
     cols = rng.integers(0, n_features, rows.size)
     shuffle = rng.permutation(rows.size)
     rows, cols = rows[shuffle], cols[shuffle]
@@ -83,7 +87,7 @@ def test_weight_pairs_equals_the_coo_path_bit_for_bit(settings: dict) -> None:
     expected = _weight_as_before(vectorizer, X)
     got = vectorizer.weight_pairs(rows, cols, n_rows)
     assert got.has_canonical_format and got.shape == expected.shape
-    assert np.array_equal(got.indptr, expected.indptr)
+    assert np.array_equal(got.indptr, expected.indptr) and got.indptr.dtype == np.int32
     assert np.array_equal(got.indices, expected.indices)
     assert np.array_equal(got.data, expected.data)  # the same bits, not just close
     empty = vectorizer.weight_pairs(rows[:0], cols[:0], 3)

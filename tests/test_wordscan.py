@@ -118,6 +118,24 @@ def test_runs_counts_each_value() -> None:
         assert np.array_equal(values[:k], unique) and np.array_equal(counts[:k], expected)
 
 
+def test_pair_runs_rejects_what_it_cannot_count() -> None:
+    packed = np.array([0, 0, 3, 7, 7, 7, 11], dtype=np.int64)
+    ptr, ind, cnt = np.empty(5, np.int64), np.empty(7, np.int32), np.empty(7, np.float64)
+    assert C.pair_runs(packed, 4, ptr, ind, cnt) == 4  # 4 rows of 4 features
+    assert ptr.tolist() == [0, 2, 3, 4, 4] and ind[:4].tolist() == [0, 3, 3, 3]
+    assert cnt[:4].tolist() == [2.0, 1.0, 3.0, 1.0]
+    for bad in (packed[::-1].copy(), np.array([-1], np.int64), np.array([16], np.int64)):
+        with pytest.raises(ValueError, match="sorted or outside"):
+            C.pair_runs(bad, 4, ptr, ind, cnt)
+    for args in ((packed, 4, ptr, ind[:3], cnt), (packed, 4, ptr, ind, cnt[:3]),
+                 (packed, 0, ptr, ind, cnt), (packed.astype(np.int32), 4, ptr, ind, cnt),
+                 (packed, 4, ptr.astype(np.int32), ind, cnt), (packed, 2**40, ptr, ind, cnt),
+                 (packed, 4, ptr[:0], ind, cnt)):
+        with pytest.raises(ValueError, match="wrong type or size"):
+            C.pair_runs(*args)
+    assert C.pair_runs(packed[:0], 4, ptr, ind, cnt) == 0 and ptr.tolist() == [0] * 5
+
+
 def test_wrong_arguments_raise_and_corrupt_tables_read_nothing_outside(
         tiny_model_dir: Path) -> None:
     hashes = _hashes(tiny_model_dir)
