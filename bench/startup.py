@@ -27,7 +27,7 @@ from typing import Any
 from bench.cold_start import container_cpu_s, start_container
 from serving.cli import Parser
 
-_LOADED = re.compile(r"^model loaded .* in ([0-9.]+) s$")
+_LOADED = re.compile(r"^model loaded .* in ([0-9.]+) s(?: \(.*\))?$")
 
 
 def epoch(stamp: str) -> float:

@@ -16,7 +16,8 @@ def line(stamp: str, message: str, logger: str = "gunicorn.error") -> str:
 LOG = "\n".join([
     "not json: skipped",
     line("2026-12-02T05:29:15.893Z", "model loaded from /opt/ml/model and warmed up for stage "
-         "classify in 0.17 s", "serving.serve"),
+         "classify in 0.17 s (word scanner: C; heap: huge pages asked "
+         "(glibc.malloc.hugetlb=1; kernel THP: madvise))", "serving.serve"),
     line("2026-12-02T05:29:15.900Z", "Starting gunicorn 27.0.1"),
     line("2026-12-02T05:29:15.901Z", "Listening at: unix:/tmp/sm-serve-x/model-server.sock (1)"),
     line("2026-12-02T05:29:15.933Z", "nginx listening on 127.0.0.1:8080, in front of /tmp/x"),
