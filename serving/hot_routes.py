@@ -30,6 +30,9 @@ JSON_TYPE = "application/json"
 # upper-cased, "-" as "_"; Content-Type is CONTENT_TYPE), what werkzeug's request.headers reads.
 INFERENCE_ID = "HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID"
 CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
+# CreateTransformJob: MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 (API reference,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html).
+TRANSFORM_BUDGET_MB = 100
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -56,6 +59,15 @@ class Invoker(Protocol):
 def request_id_of(environ: dict[str, Any]) -> str:
     """SageMaker's inference id when the client sent one, else a fresh id."""
     return environ.get(INFERENCE_ID) or uuid.uuid4().hex
+
+
+def execution_parameters(settings: Settings) -> dict[str, object]:
+    """What ``GET /execution-parameters`` advertises: one transform per worker, capped so that
+    ``MaxConcurrentTransforms * MaxPayloadInMB <= 100`` (a job request copying it is valid)."""
+    payload = settings.max_payload_mb
+    concurrent = max(1, min(settings.workers, TRANSFORM_BUDGET_MB // payload))
+    return {"MaxConcurrentTransforms": concurrent, "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": payload}
 
 
 def status_line(status: int) -> str:
@@ -96,16 +108,21 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 class HotRoutes:
-    """WSGI in front of Flask for ``POST /invocations`` and ``GET /ping`` (see the module
-    docstring). Every other method and path (404, 405 with ``Allow``, HEAD,
-    ``/execution-parameters``) goes to the Flask app behind it."""
+    """WSGI in front of Flask for ``POST /invocations``, ``GET /ping`` and ``GET
+    /execution-parameters`` (see the module docstring). Every other method and path (404, 405
+    with ``Allow``, HEAD, OPTIONS) goes to the Flask app behind it (serving/flask_app.py), made
+    by the first such request when none was given: a server starts without importing Flask."""
 
-    def __init__(self, flask_app: WsgiApp, server: Invoker) -> None:
+    def __init__(self, flask_app: WsgiApp | None, server: Invoker,
+                 make_flask_app: Callable[[HotRoutes], object] | None = None) -> None:
+        """``make_flask_app(self)`` sets ``self.flask_app`` when the first request needs it."""
         self.flask_app = flask_app
+        self.make_flask_app = make_flask_app
         self.server = server
         self.stage_name = server.stage.name
         self.max_request_bytes = server.settings.max_request_bytes
         self.ping_ok = orjson.dumps({"status": "ok", **server.stage.info})
+        self.execution_parameters = orjson.dumps(execution_parameters(server.settings))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse,
                  ) -> Iterable[bytes]:
@@ -114,7 +131,13 @@ class HotRoutes:
             status, headers, body = self.invocation(environ)
         elif path == "/ping" and method == "GET":
             status, headers, body = self.ping()
+        elif path == "/execution-parameters" and method == "GET":
+            status, body = "200 OK", self.execution_parameters
+            headers = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))]
         else:
+            if self.flask_app is None and self.make_flask_app is not None:
+                self.make_flask_app(self)
+            assert self.flask_app is not None, "HotRoutes without a Flask app behind it"
             return self.flask_app(environ, start_response)
         start_response(status, headers)
         return [body]

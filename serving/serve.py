@@ -167,11 +167,11 @@ def load_application(settings: Settings) -> Any:
 
     # The artifact's files are hashed (for verify) in a thread while the libraries import.
     digests.prefetch(settings.model_dir)
-    from serving.app import create_app, load_server
+    from serving.app import create_wsgi, load_server
 
     started = time.perf_counter()
     heap.tune()  # before the model loads: its temporaries go back to the kernel too
-    application = create_app(load_server(settings))
+    application = create_wsgi(load_server(settings))
     # Everything loaded so far lives as long as the process: moved out of the collector's sight,
     # so the workers' collections never write to (and un-share) those pages. No gc.collect()
     # first, as the gc documentation advises for fork without exec (it would free a few

@@ -50,6 +50,7 @@ CASES = [
     ("POST", "/invocations", POST, {"Content-Type": "image/png"}),
     ("POST", "/invocations", POST, {"Content-Type": "text/plain", "Accept": "image/png"}),
     ("GET", "/ping", b"", {}),
+    ("GET", "/execution-parameters", b"", {}),
 ]
 
 
@@ -64,7 +65,7 @@ def test_hot_routes_answer_as_the_flask_views(app: Any, method: str, path: str, 
     assert fast == through_flask
     status, header_list, _ = fast
     names = [name for name, _ in header_list]
-    if path == "/ping":
+    if path != "/invocations":
         assert status == "200 OK" and names == ["Content-Type", "Content-Length"]
     else:
         assert names == ["Content-Type", "Content-Length", "X-Request-Id"]
@@ -116,3 +117,44 @@ def test_one_log_line_per_invocation(app: Any) -> None:
     assert line["status"] == 200 and line["bytes_in"] == len(POST) and line["records"] == 1
     assert {"decode_ms", "model_ms", "encode_ms", "total_ms", "bytes_out"} <= set(line)
     assert "NASA" not in stream.getvalue()
+
+
+LAZY_FLASK = """
+import sys
+from pathlib import Path
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+from serving.app import Server, create_wsgi
+from serving.artifact import Model
+from serving.config import Settings
+
+def call(wsgi, method, path, body=b"", headers=None):
+    env = EnvironBuilder(method=method, path=path, data=body, headers=headers).get_environ()
+    out, status, _ = run_wsgi_app(wsgi, env, buffered=True)
+    return status, b"".join(out)
+
+server = Server(Model.load(Path(sys.argv[1])), Settings(model_dir=sys.argv[1], workers=2))
+server.warm_up()
+hot = create_wsgi(server)
+assert call(hot, "GET", "/ping")[0] == "200 OK"
+assert call(hot, "GET", "/execution-parameters")[0] == "200 OK"
+assert call(hot, "POST", "/invocations", b"orbit", {"Content-Type": "text/plain"})[0] == "200 OK"
+print("flask" in sys.modules, hot.flask_app is None)
+print(call(hot, "GET", "/nope")[0], call(hot, "HEAD", "/ping")[0],
+      call(hot, "DELETE", "/invocations")[0])
+print("flask" in sys.modules, hot.flask_app is not None)
+"""
+
+
+def test_a_server_imports_flask_only_for_a_request_the_hot_routes_do_not_answer(
+        tiny_model_dir: Path) -> None:
+    # serving.serve serves create_wsgi: /ping, /invocations and /execution-parameters without
+    # Flask (~65 ms less start-up); the first other request makes the Flask app, which answers
+    # it as create_app's does.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LAZY_FLASK, str(tiny_model_dir)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "False True", "404 NOT FOUND 200 OK 405 METHOD NOT ALLOWED", "True True"]
