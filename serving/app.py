@@ -11,8 +11,8 @@ import time
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-# lean_scipy first: scipy's copy of numpy's namespace without numpy's unused submodules (before
-# serving.artifact's imports reach scipy.sparse).
+# lean_scipy first: whenever a stage imports scipy, scipy's copy of numpy's namespace comes
+# without numpy's unused submodules (a classify server imports no scipy).
 from serving import lean_scipy, logs  # noqa: F401
 from serving.artifact import Model
 from serving.config import Settings, SettingsError

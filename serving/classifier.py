@@ -25,7 +25,7 @@ import numpy as np
 from serving import hashtable, jsondoc
 from serving.text import Cleaner
 from serving.textfeatures import TextFeatures
-from serving.vectorize import TermVectorizer
+from serving.vectorize import Rows, TermVectorizer
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -87,7 +87,7 @@ def weighted_sum(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
     return out
 
 
-def sparse_times(X: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
+def sparse_times(X: sparse.csr_matrix | Rows, weights: np.ndarray) -> np.ndarray:
     """``X @ weights`` as float64 without converting ``weights`` (the mapped file stays read in
     place). scipy's product converts the dense operand to the sparse matrix's dtype and has no
     float16: for float16 weights the weight rows of a block of stored values are gathered
@@ -96,7 +96,7 @@ def sparse_times(X: sparse.csr_matrix, weights: np.ndarray) -> np.ndarray:
     arithmetic, in float64)."""
     if weights.dtype != np.float16:
         # a float64 X would copy all of a float32 weights matrix per request; cast X instead
-        X = X.astype(weights.dtype, copy=False)
+        X = (X.tocsr() if isinstance(X, Rows) else X).astype(weights.dtype, copy=False)
         return np.asarray(X @ weights, dtype=np.float64)
     if hashtable.COMPILED is not None:
         return weighted_sum(X.indptr, X.indices, X.data, weights)
@@ -166,9 +166,9 @@ class TextClassifier:
             # np.take: the same rows as log_prob[features], ~2x faster for a few hundred rows
             rows = np.take(self.log_prob, features, axis=0)
             return (values @ rows + self.class_log_prior)[None, :]
-        return self.sparse_joint_log_likelihood(self.features.transform(texts))
+        return self.sparse_joint_log_likelihood(self.features.weighted(texts))
 
-    def sparse_joint_log_likelihood(self, X: sparse.csr_matrix) -> np.ndarray:
+    def sparse_joint_log_likelihood(self, X: sparse.csr_matrix | Rows) -> np.ndarray:
         """The joint log-likelihoods of TF-IDF rows (the one product every path shares)."""
         return sparse_times(X, self.log_prob) + self.class_log_prior
 

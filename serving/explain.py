@@ -124,7 +124,7 @@ class Explainer:
             rows = np.take(classifier.log_prob, indices, axis=0)
             jll = (data @ rows + classifier.class_log_prior)[None, :]
             return np.array([0, indices.size]), indices, data, jll
-        X = classifier.features.transform(texts)
+        X = classifier.features.weighted(texts)
         return X.indptr, X.indices, X.data, classifier.sparse_joint_log_likelihood(X)
 
     def top_k(self, texts: Sequence[str], k: int, n: int, max_terms: int | None = None,

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from serving.text import Cleaner
 from serving.textfeatures import TextFeatures
 from serving.vectorize import TermVectorizer
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 @dataclass

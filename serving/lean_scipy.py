@@ -2,7 +2,9 @@
 serving never uses (numpy.f2py, numpy.testing, numpy.ma, numpy.polynomial, ...): ~130 ms of
 the server's start-up in the image, and their memory in every process.
 
-``serving.app`` imports this module before anything reaches scipy. Why: scipy.sparse imports
+``serving.app`` imports this module, which puts a finder on ``sys.meta_path`` (:func:`install`)
+that makes the first import of that copy lean whenever it comes (a classify server with
+serving._wordscan never imports scipy at all). Why: scipy.sparse imports
 scipy's vendored ``scipy._lib.array_api_compat.numpy`` (scipy/scipy@527eb7fd, tag v1.17.1,
 vendors data-apis/array-api-compat@946ce4ad, tag 1.13). That module copies numpy's namespace with
 ``clone_module("numpy", globals())`` (array-api-compat@946ce4ad array_api_compat/_internal.py;
@@ -30,10 +32,13 @@ say), nothing is changed.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import Any
 
 import numpy
 
@@ -97,16 +102,52 @@ def add_lazy_names(namespace: ModuleType, source: ModuleType, names: frozenset[s
     namespace.__getattr__ = __getattr__  # type: ignore
 
 
+class _LeanLoader(importlib.abc.Loader):
+    """Runs the namespace module's own loader with numpy's lazy names hidden, then adds them
+    back lazily (what :func:`import_namespace` does, whoever imports the module first)."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        deferred = lazy_names(numpy)
+        with names_hidden(numpy, deferred):
+            self.loader.exec_module(module)
+        add_lazy_names(module, numpy, deferred)
+
+
+class _LeanFinder(importlib.abc.MetaPathFinder):
+    """On ``sys.meta_path``: the namespace module's spec, with its loader wrapped."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if name != NAMESPACE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _LeanLoader(spec.loader)
+                return spec
+        return None
+
+
+def install() -> None:
+    """Make the first import of scipy's copy of numpy's namespace lean, whenever it comes: a
+    server that never needs scipy (classify, with serving._wordscan) does not import it."""
+    if NAMESPACE not in sys.modules and not any(
+            isinstance(finder, _LeanFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _LeanFinder())
+
+
 def import_namespace() -> ModuleType:
     """scipy's copy of numpy's namespace, imported (once) without importing numpy's not yet
     imported submodules."""
-    if NAMESPACE in sys.modules:
-        return sys.modules[NAMESPACE]
-    deferred = lazy_names(numpy)
-    with names_hidden(numpy, deferred):
-        namespace = importlib.import_module(NAMESPACE)
-    add_lazy_names(namespace, numpy, deferred)
-    return namespace
+    install()
+    return importlib.import_module(NAMESPACE)
 
 
-import_namespace()
+install()

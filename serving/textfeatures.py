@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from serving import hashtable, jsondoc
 from serving.hashtable import HashTable
@@ -27,8 +27,11 @@ from serving.headers import KNOWN_HEADERS
 from serving.lemmas import FILE as LEMMAS
 from serving.lemmas import Lemmatizer
 from serving.text import LETTERS, Cleaner, wordnet_lemmatizer
-from serving.vectorize import TermVectorizer
+from serving.vectorize import Rows, TermVectorizer
 from serving.wordhash import GROUP_BYTES, TABLE, WordHashes, letters
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 GROUP_DOCS = 4096  # posts in a group of _pairs_compiled at most (their offsets' array)
 _ONE_START = np.zeros(1, dtype=np.int64)  # _counts' one offset (always 0)
@@ -286,10 +289,16 @@ class TextFeatures:
         return np.concatenate(rows), np.concatenate(cols)
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        found = self.weighted(texts)
+        return found.tocsr() if isinstance(found, Rows) else found
+
+    def weighted(self, texts: Sequence[str]) -> Rows | sp.csr_matrix:
+        """The TF-IDF rows of ``texts``: CSR arrays without scipy (``Rows``) when the word
+        tables are saved, else a scipy matrix."""
         if self.hashes is None:
             return self.vectorizer.transform_indices([self.indices(t) for t in texts])
         rows, cols = self.pairs(texts)
-        return self.vectorizer.weight_pairs(rows, cols, len(texts))
+        return self.vectorizer.weight_pair_rows(rows, cols, len(texts))
 
     def one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One document as sorted unique feature indices and their weights."""

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import scipy.sparse as sp
 
 from serving.body import iter_json_lines, load_json, split_lines, type_name, utf8_bytes, utf8_text
 from serving.errors import BadRequest, PayloadTooLarge, UnprocessableEntity
 from serving.mediatypes import JSON, JSONLINES, RECORDIO, TEXT_CSV, MediaType
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 NTM_OUTPUT_HINT = (
     " - this looks like NTM's output (topic_weights), not a request; k-NN cannot read it, "
@@ -193,6 +195,8 @@ def json_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix:
 
 
 def _recordio_rows(body: bytes, media: MediaType, n_features: int) -> sp.csr_matrix | np.ndarray:
+    import scipy.sparse as sp
+
     from serving import recordio
 
     try:

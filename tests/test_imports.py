@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("serving", "scripts", "standins")
 # CLIs that deliberately offer a local mode (the dependency runs one way: CLI -> localsm).
@@ -125,3 +127,47 @@ def test_a_classify_server_does_not_load_the_wire_formats(tiny_model_dir: Path) 
                              capture_output=True, text=True, timeout=120, check=True).stdout
         modules = out.strip().splitlines()[-1]
         assert ("google.protobuf" in modules) is loaded, (stage, modules)
+
+
+SERVED = """
+import sys
+from serving.app import create_wsgi, load_server
+from serving.config import Settings
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+hot = create_wsgi(load_server(Settings.from_env()))
+loaded = {"scipy": "scipy" in sys.modules, "flask": "flask" in sys.modules}
+if sys.argv[1] == "classify":  # one post, a batch, explanations: the model's every path
+    for body, headers in ((b"orbit", {}), (b"orbit shuttle\\ncar engine\\n", {}),
+                          (b"orbit shuttle\\ncar engine\\n",
+                           {"X-Amzn-SageMaker-Custom-Attributes": "explain=2"})):
+        env = EnvironBuilder(method="POST", path="/invocations", data=body, headers={
+            "Content-Type": "text/csv" if b"\\n" in body else "text/plain", **headers})
+        out, status, _ = run_wsgi_app(hot, env.get_environ(), buffered=True)
+        assert status == "200 OK", (status, b"".join(out))
+unused = [m for m in ("numpy.f2py", "numpy.testing", "numpy.ma") if m in sys.modules]
+print(loaded["scipy"], loaded["flask"], "scipy" in sys.modules, unused)
+"""
+
+
+@pytest.mark.parametrize("stage, scipy", [("classify", False), ("ntm-features", True)])
+def test_what_a_server_imports_before_it_serves(tiny_model_dir: Path, stage: str,
+                                                scipy: bool) -> None:
+    """A classify server (with serving._wordscan) serves one post, a batch and explanations
+    without scipy (its rows are CSR arrays, serving.vectorize.Rows) and without Flask
+    (serving.flask_app, made by the first request the hot routes do not answer): ~145 ms less
+    start-up in the image. A stage that needs scipy imports it lean (serving.lean_scipy)."""
+    import os
+    import subprocess
+    import sys
+
+    from serving import hashtable
+
+    if hashtable.COMPILED is None:
+        pytest.fail("serving._wordscan is not built")
+    env = {**os.environ, "SM_MODEL_DIR": str(tiny_model_dir), "PYTHONPATH": str(REPO),
+           "SERVING_STAGE": stage}
+    out = subprocess.run([sys.executable, "-c", SERVED, stage], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"{scipy} False {scipy} []"

@@ -38,6 +38,10 @@ def imported_after(code: str) -> list[str]:
 
 def test_the_server_imports_none_of_them() -> None:
     assert imported_after("import serving.serve, serving.app") == []
+    # serving.app imports no scipy (a classify server needs none); its finder makes scipy's
+    # copy lean whenever scipy comes later, as the other stages import it.
+    assert imported_after("import serving.app, sys; assert 'scipy' not in sys.modules; "
+                          "import scipy.sparse") == []
     # The control: without serving.lean_scipy scipy.sparse imports them (if this fails, scipy's
     # copy no longer does, and serving.lean_scipy can go).
     assert {"numpy.f2py", "numpy.testing", "numpy.ma"} <= set(
