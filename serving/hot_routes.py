@@ -10,14 +10,14 @@ the answers equal the Flask views'.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import orjson
-from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.wsgi import get_content_length, get_input_stream
 
 from serving import logs
 from serving.config import Settings
@@ -71,8 +71,32 @@ def execution_parameters(settings: Settings) -> dict[str, object]:
 
 
 def status_line(status: int) -> str:
-    """The status line werkzeug's Response writes (``413 REQUEST ENTITY TOO LARGE``)."""
-    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
+    """The status line werkzeug's Response writes (``413 REQUEST ENTITY TOO LARGE``), from the
+    standard library's names: werkzeug costs ~45 ms of a server's start-up to import, and a
+    server imports it only with Flask (tests/test_hot_routes.py compares the two for every
+    status serving answers)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase.upper()}"
+    except ValueError:
+        return f"{status} UNKNOWN"
+
+
+_PLAIN_INT = re.compile(r"-?[0-9]+")
+
+
+def content_length(environ: dict[str, Any]) -> int | None:
+    """werkzeug.wsgi.get_content_length: None without a Content-Length or with a Transfer-Encoding
+    (whose chunked test werkzeug makes: the rare case imports it), a value of ASCII digits
+    otherwise (0 when it is not one, or negative)."""
+    if environ.get("HTTP_TRANSFER_ENCODING") is not None:
+        from werkzeug.wsgi import get_content_length
+
+        return get_content_length(environ)
+    raw = environ.get("CONTENT_LENGTH")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return max(0, int(raw)) if _PLAIN_INT.fullmatch(raw) else 0
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:
@@ -88,13 +112,15 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     server's input stream, which ends at the body's end (PEP 3333); werkzeug's ``request.stream``
     would allocate ``limit + 1`` bytes (6 MB) per read. Without one (chunked), werkzeug's
     stream as before: the server's terminated stream, or an empty one."""
-    length = get_content_length(environ)
+    length = content_length(environ)
     if length is not None and length > limit:
         raise PayloadTooLarge(f"the body is {length} bytes; the limit is {limit}")
     try:
         if length is not None:
             body = environ["wsgi.input"].read(length) if length else b""
         else:
+            from werkzeug.wsgi import get_input_stream
+
             body = get_input_stream(environ, safe_fallback=True).read(limit + 1)
     except Exception as exc:  # gunicorn's chunk errors, a reset connection: the client's fault
         raise BadRequest(f"the body could not be read ({type(exc).__name__}): a malformed "

@@ -158,3 +158,24 @@ def test_a_server_imports_flask_only_for_a_request_the_hot_routes_do_not_answer(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
         "False True", "404 NOT FOUND 200 OK 405 METHOD NOT ALLOWED", "True True"]
+
+
+def test_status_lines_and_content_length_as_werkzeug_gives_them() -> None:
+    # hot_routes does without werkzeug (~45 ms of start-up); its two helpers answer as it does.
+    from werkzeug.http import HTTP_STATUS_CODES
+    from werkzeug.wsgi import get_content_length
+
+    from serving import errors
+    from serving.hot_routes import content_length, status_line
+
+    statuses = {cls.status for cls in vars(errors).values()
+                if isinstance(cls, type) and issubclass(cls, errors.ServingError)}
+    assert {400, 406, 413, 415, 422} <= statuses
+    for status in statuses | {200, 404, 405, 500, 503}:
+        assert status_line(status) == f"{status} {HTTP_STATUS_CODES[status].upper()}"
+    assert status_line(599) == "599 UNKNOWN"
+    for length in (None, "", "12", " 12 ", "0", "-3", "+3", "1_0", "\u0663", "abc", "1.5"):
+        for encoding in (None, "chunked", "gzip, Chunked", "identity", ""):
+            environ = {k: v for k, v in (("CONTENT_LENGTH", length),
+                                         ("HTTP_TRANSFER_ENCODING", encoding)) if v is not None}
+            assert content_length(environ) == get_content_length(environ), environ
