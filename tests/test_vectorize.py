@@ -92,3 +92,14 @@ def test_weight_pairs_equals_the_coo_path_bit_for_bit(settings: dict, n_rows: in
     assert np.array_equal(got.data, expected.data)  # the same bits, not just close
     empty = vectorizer.weight_pairs(rows[:0], cols[:0], 3)
     assert empty.shape == (3, n_features) and empty.nnz == 0
+
+
+@pytest.mark.parametrize("text", [b"", b"\n", b"a", b"a\nb", b"a\nb\n", b"\n\n\n",
+                                  b"x\n" * 5000 + b"tail"])
+def test_count_lines_counts_newlines(tmp_path, text: bytes) -> None:
+    from serving.vectorize import count_lines
+
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(text)
+    assert count_lines(path) == text.count(b"\n")
+    assert count_lines(path, block=7) == text.count(b"\n")
