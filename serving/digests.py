@@ -3,7 +3,8 @@
 ``serving.artifact.verify`` checks every file of the artifact against the manifest's sha256
 before anything is loaded: ~80 MB for the 20news model, 0.2-0.3 s of reading and hashing on a
 2-core machine. File reads and ``hashlib`` release the GIL, so ``serving.serve`` starts
-:func:`prefetch` first and imports numpy, scipy and Flask meanwhile; :func:`sha256` then hands
+:func:`prefetch` first and imports numpy and gunicorn meanwhile; the first :func:`sha256`
+hashes the files the prefetch has not begun yet beside it (the largest first), then hands
 ``verify`` the digest of a file hashed here when it is still that file (same device, inode,
 size, mtime and ctime before, after and now: a write in between changes the ctime), and hashes
 the file itself otherwise. Nothing else is taken from the prefetch: which files to check and
@@ -28,6 +29,8 @@ Identity = tuple[int, int, int, int, int]
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _digests: dict[tuple[int, int], tuple[Identity, str]] = {}
+_pending: list[str] = []  # files listed and not yet begun, the largest last
+_listing = threading.Event()  # set once the prefetch has listed its files
 
 
 def sha256_file(path: Path | str) -> str:
@@ -59,23 +62,62 @@ def _regular_files(root: Path) -> list[str]:
     return found[:MAX_FILES]
 
 
-def _hash_all(root: Path) -> None:
-    total = 0
+def _listed(root: Path) -> list[str]:
+    """The files to hash, smallest first (they are taken from the end: the largest first, so
+    that two hashing threads end close together), at most MAX_BYTES in all."""
+    sized = []
     for path in _regular_files(root):
         try:
-            with open(path, "rb") as fh:
-                before = os.fstat(fh.fileno())
-                if not stat.S_ISREG(before.st_mode) or total + before.st_size > MAX_BYTES:
-                    continue
-                total += before.st_size
-                digest = hashlib.sha256()
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    digest.update(block)
-                after = os.fstat(fh.fileno())
+            st = os.stat(path, follow_symlinks=False)
         except OSError:
             continue
-        if _identity(before) == _identity(after):
-            _digests[(after.st_dev, after.st_ino)] = (_identity(after), digest.hexdigest())
+        if stat.S_ISREG(st.st_mode):
+            sized.append((st.st_size, path))
+    sized.sort()
+    kept, total = [], 0
+    for size, path in sized:
+        if total + size > MAX_BYTES:
+            break
+        kept.append(path)
+        total += size
+    return kept
+
+
+def _hash_one(path: str) -> None:
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                return
+            digest = hashlib.sha256()
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+            after = os.fstat(fh.fileno())
+    except OSError:
+        return
+    if _identity(before) == _identity(after):
+        _digests[(after.st_dev, after.st_ino)] = (_identity(after), digest.hexdigest())
+
+
+def _work() -> None:
+    """Hash the listed files until none is left (the prefetch thread, and :func:`sha256`'s
+    caller when it comes before the end: both cores hash then)."""
+    while True:
+        with _lock:
+            if not _pending:
+                return
+            path = _pending.pop()
+        _hash_one(path)
+
+
+def _hash_all(root: Path) -> None:
+    try:
+        files = _listed(root)
+        with _lock:
+            _pending[:] = files
+    finally:
+        _listing.set()  # whatever happened: sha256() waits for it
+    _work()
 
 
 def prefetch(model_dir: Path | str) -> None:
@@ -84,6 +126,7 @@ def prefetch(model_dir: Path | str) -> None:
     with _lock:
         if _thread is not None:
             return
+        _listing.clear()
         _thread = threading.Thread(target=_hash_all, args=(Path(model_dir),),
                                    name="sha256-prefetch", daemon=True)
         _thread.start()
@@ -95,6 +138,8 @@ def sha256(path: Path) -> str:
     with _lock:
         thread = _thread
     if thread is not None:
+        _listing.wait()
+        _work()  # the files nobody has begun: hashed here, beside the prefetch thread
         thread.join()
     try:
         now = os.stat(path)

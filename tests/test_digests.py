@@ -91,3 +91,39 @@ def test_verify_after_the_prefetch_accepts_the_intact_artifact(tiny_model_dir: P
     shutil.copytree(tiny_model_dir, model)
     digests.prefetch(model)
     assert Model.load(model).classifier is not None
+
+
+def test_the_first_caller_hashes_beside_the_prefetch(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both cores hash once the server has imported its libraries: the caller of sha256 takes
+    # the files the prefetch thread has not begun, each file hashed once, the largest first.
+    import threading
+    import time
+
+    for i in range(8):
+        (tmp_path / f"f{i}").write_bytes(b"z" * (i + 1))
+    hashed: list[tuple[str, str]] = []
+    real = digests._hash_one
+
+    def slow(path: str) -> None:
+        hashed.append((Path(path).name, threading.current_thread().name))
+        time.sleep(0.05)
+        real(path)
+
+    monkeypatch.setattr(digests, "_hash_one", slow)
+    digests.prefetch(tmp_path)
+    assert digests.sha256(tmp_path / "f0") == sha(b"z")
+    assert sorted(name for name, _ in hashed) == [f"f{i}" for i in range(8)]
+    assert {who for _, who in hashed} == {"sha256-prefetch", threading.current_thread().name}
+    assert hashed[0][0] == "f7" and len(digests._digests) == 8
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_failed_listing_does_not_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(root: Path) -> list[str]:
+        raise RuntimeError("listing failed")
+
+    monkeypatch.setattr(digests, "_listed", broken)
+    (tmp_path / "a").write_bytes(b"a")
+    digests.prefetch(tmp_path)
+    assert digests.sha256(tmp_path / "a") == sha(b"a")  # hashed here, no wait forever
