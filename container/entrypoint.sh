@@ -21,6 +21,7 @@ Commands:
              SAGEMAKER_MODEL_SERVER_TIMEOUT  request timeout in seconds (default 60)
              SERVING_STAGE                   classify | ntm-features | topics-to-knn | recommend
              SERVING_FRONT_END               nginx (default: buffers requests) | none
+             SERVING_HUGE_PAGES              on (default: the heap in 2 MB pages) | off
   train    Train a model following SageMaker's training contract (python -m serving.train):
            reads /opt/ml/input/config/hyperparameters.json and the channels
            /opt/ml/input/data/train (and test), writes /opt/ml/model and /opt/ml/output/data;
