@@ -96,7 +96,10 @@ def content_length(environ: dict[str, Any]) -> int | None:
     if raw is None:
         return None
     raw = raw.strip()
-    return max(0, int(raw)) if _PLAIN_INT.fullmatch(raw) else 0
+    try:
+        return max(0, int(raw)) if _PLAIN_INT.fullmatch(raw) else 0
+    except ValueError:  # over int()'s digit limit (sys.get_int_max_str_digits)
+        return 0
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:

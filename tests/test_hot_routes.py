@@ -174,7 +174,8 @@ def test_status_lines_and_content_length_as_werkzeug_gives_them() -> None:
     for status in statuses | {200, 404, 405, 500, 503}:
         assert status_line(status) == f"{status} {HTTP_STATUS_CODES[status].upper()}"
     assert status_line(599) == "599 UNKNOWN"
-    for length in (None, "", "12", " 12 ", "0", "-3", "+3", "1_0", "\u0663", "abc", "1.5"):
+    for length in (None, "", "12", " 12 ", "0", "-3", "+3", "1_0", "\u0663", "abc", "1.5",
+                   "9" * 5000):
         for encoding in (None, "chunked", "gzip, Chunked", "identity", ""):
             environ = {k: v for k, v in (("CONTENT_LENGTH", length),
                                          ("HTTP_TRANSFER_ENCODING", encoding)) if v is not None}
