@@ -68,6 +68,9 @@ def served_weights(feature_log_prob: np.ndarray, dtype: type = np.float16) -> np
     return stored
 
 
+# naive_bayes_one's code for TermVectorizer.norm.
+_NORMS = {None: 0, "l1": 1, "l2": 2}
+
 # Stored values whose weight rows are gathered at a time in :func:`sparse_times`: 10 MB of
 # float64 rows at 20 classes, whatever the batch (1,000 posts hold ~110,000 values).
 GATHER_BLOCK = 1 << 16
@@ -173,6 +176,10 @@ class TextClassifier:
         return sparse_times(X, self.log_prob) + self.class_log_prior
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 1:
+            one = self._one(texts[0])
+            if one is not None:
+                return one[0][None, :]
         return probabilities(self.joint_log_likelihood(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -181,7 +188,39 @@ class TextClassifier:
 
     def top_k(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (best first) and probabilities of the ``k`` most likely classes per text."""
+        if len(texts) == 1:
+            one = self._one(texts[0])
+            if one is not None:
+                proba, order = one
+                best = order[:max(1, min(k, order.size))]
+                return best[None, :], proba[best][None, :]
         return best_k(self.predict_proba(texts), k)
+
+    def _one(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(probabilities, classes best first) of one document in one C call after the scan
+        (``naive_bayes_one``: the weights, the product, softmax and order without ~20 numpy
+        calls); None where that call does not apply (no C extension, weights not float16, no
+        word tables, a document longer than a group): then the numpy path answers."""
+        scanner = hashtable.COMPILED
+        idf = self.features.vectorizer.idf
+        if (scanner is None or self.log_prob.dtype != np.float16 or self.features.hashes is None
+                or self.class_log_prior.dtype != np.float64
+                or (idf is not None and (idf.dtype != np.float64 or not idf.flags.c_contiguous))):
+            return None
+        found = self.features._counts(text)
+        if found is None:
+            return None
+        indices, counts = found
+        vectorizer = self.features.vectorizer
+        n_classes = self.class_log_prior.size
+        proba = np.empty(n_classes, dtype=np.float64)
+        order = np.empty(n_classes, dtype=np.int64)
+        scanner.naive_bayes_one(
+            np.asarray(indices, dtype=np.int32), np.asarray(counts, dtype=np.float64),
+            b"" if idf is None else idf, vectorizer.binary, vectorizer.sublinear_tf,
+            _NORMS[vectorizer.norm], self.log_prob.view(np.uint16), n_classes,
+            self.class_log_prior, proba, order)
+        return proba, order
 
     # Persistence (plain JSON, text and .npy: nothing executes code on load).
     def save(self, directory: Path) -> list[Path]:

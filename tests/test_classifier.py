@@ -39,6 +39,13 @@ def _check_equal_to_sklearn(data: str, hp_raw: dict, tmp_path: Path) -> float:
         for i in range(0, len(texts), max(1, len(texts) // 25)):
             np.testing.assert_allclose(model.predict_proba([texts[i]])[0], expected[i],
                                        rtol=5e-3, atol=5e-4)
+    # the one-document C call (naive_bayes_one) and the numpy path, on every test post
+    for text in texts:
+        one = loaded._one(text)
+        if one is not None:
+            want = classifier_module.probabilities(loaded.joint_log_likelihood([text]))[0]
+            np.testing.assert_allclose(one[0], want, rtol=1e-12, atol=1e-15)
+            assert one[1][0] == want.argmax()
     return float(np.mean(np.asarray(predicted) == splits.test.labels))
 
 
@@ -153,6 +160,76 @@ def test_weighted_sum_in_c_is_scipys_product_bit_for_bit(
         C.weighted_sum(np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1),
                        bits[:-1, :].ravel()[:-3], 16, out)
     assert weighted_sum(np.array([0]), np.zeros(0, np.int32), np.zeros(0), every).shape == (0, 16)
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"sublinear_tf": True}, {"norm": "l1"}, {"norm": None}, {"binary": True}, {"idf": None},
+    {"sublinear_tf": True, "norm": "l1", "binary": True}, {"idf": None, "norm": None}])
+def test_one_document_in_one_c_call_is_the_numpy_path(tiny_corpus: Path, settings: dict) -> None:
+    """``TextClassifier._one`` (serving/_wordscan.c naive_bayes_one: weights, product, softmax,
+    order) against the numpy one-document path, for every TF-IDF setting it reads."""
+    from serving import hashtable
+
+    if hashtable.COMPILED is None:
+        pytest.fail("serving._wordscan is not built (bash scripts/setup.sh)")
+    splits = load_splits(str(tiny_corpus))
+    model = fit_classifier(parse({"min_df": 1}), splits.train)
+    assert model.log_prob.dtype == np.float16 and model.features.hashes is not None
+    for name, value in settings.items():
+        setattr(model.features.vectorizer, name, value)
+    texts = [*splits.test.texts, *splits.train.texts[:20], "", "zzzz qqqq",
+             "orbit orbit orbit shuttle shuttle nasa", "Orbit\n\nORBIT orbit. x@y.com"]
+    for text in texts:
+        one = model._one(text)
+        assert one is not None
+        proba, order = one
+        expected = classifier_module.probabilities(model.joint_log_likelihood([text]))[0]
+        np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+        assert order.tolist() == np.argsort(-expected, kind="stable").tolist()
+        for k in (1, 3, 50):
+            idx, p = model.top_k([text], k)
+            want_idx, want_p = classifier_module.best_k(expected[None, :], k)
+            assert idx.tolist() == want_idx.tolist()
+            np.testing.assert_allclose(p, want_p, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(model.predict_proba([text]), expected[None, :], rtol=1e-12,
+                                   atol=1e-15)
+
+
+def test_naive_bayes_one_refuses_arrays_that_do_not_fit() -> None:
+    from serving import hashtable
+
+    C = hashtable.COMPILED
+    if C is None:
+        pytest.fail("serving._wordscan is not built (bash scripts/setup.sh)")
+    bits = np.zeros((10, 4), dtype=np.uint16)
+    prior, idf = np.zeros(4), np.ones(10)
+
+    def call(indices: list[int], counts: np.ndarray | None = None, idf: object = idf,
+             prior: np.ndarray = prior, weights: np.ndarray = bits, norm: int = 2,
+             proba: np.ndarray | None = None, order: np.ndarray | None = None) -> None:
+        C.naive_bayes_one(np.array(indices, np.int32),
+                          np.ones(len(indices)) if counts is None else counts, idf, False,
+                          True, norm, weights, 4, prior,
+                          np.zeros(4) if proba is None else proba,
+                          np.zeros(4, np.int64) if order is None else order)
+
+    call([0, 9])
+    call([], idf=b"")
+    for bad in ({"indices": [0, 10]}, {"indices": [-1]}, {"indices": [0], "counts": np.ones(2)},
+                {"indices": [0], "idf": np.ones(9)}, {"indices": [0], "prior": np.zeros(3)},
+                {"indices": [0], "weights": bits.ravel()[:-1]}, {"indices": [0], "norm": 3},
+                {"indices": [0], "proba": np.zeros(5)},
+                {"indices": [0], "order": np.zeros(4, np.int32)},
+                {"indices": [0], "counts": np.ones(1, np.float32)}):
+        with pytest.raises(ValueError):
+            call(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # counts are written: a read-only buffer is refused
+        call([0], counts=b"\0" * 8)  # type: ignore[arg-type]
+    proba, order = np.zeros(4), np.zeros(4, np.int64)
+    C.naive_bayes_one(np.zeros(0, np.int32), np.zeros(0), b"", False, False, 2, bits, 4,
+                      np.log([0.1, 0.4, 0.4, 0.1]), proba, order)
+    np.testing.assert_allclose(proba, [0.1, 0.4, 0.4, 0.1])  # no word: the prior
+    assert order.tolist() == [1, 2, 0, 3]  # ties in class order
 
 
 def test_older_float32_artifact_loads_and_answers_the_same(tiny_corpus: Path,
