@@ -193,6 +193,7 @@ def test_one_document_in_one_c_call_is_the_numpy_path(tiny_corpus: Path, setting
             np.testing.assert_allclose(p, want_p, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(model.predict_proba([text]), expected[None, :], rtol=1e-12,
                                    atol=1e-15)
+        assert model.predict([text]) == [model.classes[int(np.argmax(expected))]]
 
 
 def test_naive_bayes_one_refuses_arrays_that_do_not_fit() -> None:
