@@ -8,15 +8,18 @@ instead, logs client errors at INFO without a traceback, and a timed-out request
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import select
 import uuid
 from typing import Any
 
 import orjson
 from gunicorn import glogging, util
 from gunicorn.http import errors
-from gunicorn.workers.sync import SyncWorker
+from gunicorn.workers.sync import StopWaiting, SyncWorker
 
 from serving import logs
 from serving.config import ENV_TIMEOUT
@@ -77,6 +80,60 @@ def classify(exc: BaseException, timeout: int) -> tuple[int, str, str]:
 
 
 class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
+    """gunicorn's sync worker with JSON errors (below) and one wake-up per connection.
+
+    gunicorn's sync workers all wait in ``select()`` on the shared listening socket, so each
+    connection wakes every idle worker; all but one then find nothing to accept and wait again.
+    SageMaker runs one worker per CPU (``SAGEMAKER_MODEL_SERVER_WORKERS``' default), so on a
+    36-CPU instance a request woke ~36 processes. Here each worker waits in an epoll set that
+    holds the listening sockets with ``EPOLLEXCLUSIVE`` (Linux 4.5+: "one or more" of the
+    waiters is woken, epoll_ctl(2)) and its signal pipe as before. Where epoll or the flag is
+    missing, gunicorn's ``select()`` as before."""
+
+    _poller: Any = None
+    _ready: dict[int, Any]
+
+    def run(self) -> None:
+        exclusive = getattr(select, "EPOLLEXCLUSIVE", None)
+        if exclusive is not None and hasattr(select, "epoll"):
+            try:
+                poller = select.epoll()
+                self._ready = {}
+                for listener in self.sockets:
+                    poller.register(listener.fileno(), select.EPOLLIN | exclusive)
+                    self._ready[listener.fileno()] = listener
+                poller.register(self.PIPE[0], select.EPOLLIN)
+                self._ready[self.PIPE[0]] = self.PIPE[0]
+                self._poller = poller
+            except OSError as exc:  # a kernel without it: select() as gunicorn does
+                log.info("listening with select(), not epoll (%s)", exc)
+                self._poller = None
+        super().run()
+
+    def wait(self, timeout: float) -> list[Any] | None:
+        poller = self._poller
+        if poller is None:
+            return super().wait(timeout)  # type: ignore[no-any-return]
+        try:
+            self.notify()
+            events = poller.poll(timeout)
+        except OSError as exc:  # as gunicorn's select(): EINTR retries, EBADF on shutdown
+            if exc.errno == errno.EINTR:
+                return self.sockets  # type: ignore[no-any-return]
+            if exc.errno == errno.EBADF:
+                if self.nr < 0:
+                    return self.sockets  # type: ignore[no-any-return]
+                raise StopWaiting from None
+            raise
+        if not events:
+            return None
+        ready = []
+        for fd, _mask in events:
+            if fd == self.PIPE[0]:
+                os.read(fd, 1)  # level-triggered: readable, so this does not block
+            ready.append(self._ready.get(fd, fd))
+        return ready
+
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         status, code, message = classify(exc, self.cfg.timeout)
         request_id = request_id_of(req)
