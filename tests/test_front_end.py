@@ -441,6 +441,17 @@ def test_generated_configuration_passes_nginx_t() -> None:
     assert "proxy_request_buffering on;" in text and "client_max_body_size 6291456;" in text
 
 
+def test_nginx_workers_follow_the_gunicorn_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One nginx worker per two gunicorn workers, at least one, at most one per CPU."""
+    monkeypatch.setattr(nginx_conf.os, "cpu_count", lambda: 16)
+    for workers, expected in ((1, 1), (2, 1), (3, 2), (8, 4), (16, 8), (64, 16)):
+        assert nginx_conf.worker_processes(Settings(workers=workers)) == expected
+        text = nginx_conf.render(Settings(workers=workers), Path("/tmp/x"), Path("/tmp/x/s"))
+        assert f"\nworker_processes {expected};\n" in text
+    monkeypatch.setattr(nginx_conf.os, "cpu_count", lambda: None)
+    assert nginx_conf.worker_processes(Settings(workers=8)) == 1
+
+
 @st.composite
 def raw_requests(draw: st.DrawFn) -> tuple[bytes, bool]:
     """Requests cut short, chunked bodies with random (and broken) framing, odd headers."""
