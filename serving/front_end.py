@@ -118,6 +118,16 @@ class FrontEnd:
         self.stopping = True
         self._signal(signal.SIGQUIT)
 
+    def wait(self, deadline: float) -> bool:
+        """Wait until nginx has exited or ``deadline`` (time.monotonic()); True if it has."""
+        if self.process is None or os.getpid() != self._owner:
+            return True
+        try:
+            self.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def terminate(self) -> None:
         """Quick stop (nginx's SIGTERM)."""
         if os.getpid() == self._owner:

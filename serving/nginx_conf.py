@@ -30,6 +30,10 @@ BODY_MEMORY = 1024 * 1024
 # How much longer than the worker timeout nginx waits for gunicorn's answer: gunicorn's timeout
 # answer (a JSON 504 from serving.workers) normally arrives first.
 UPSTREAM_GRACE = 5
+# Idle connections to the workers each nginx worker keeps (serving/keepalive.py), and for how
+# long: idle ones are closed by nginx, never by a worker while it runs.
+UPSTREAM_IDLE_CONNECTIONS = 8
+UPSTREAM_IDLE_SECONDS = 15
 # A valid request id to echo; anything else (quotes, backslashes, control or non-ASCII
 # characters, over 256 characters) is replaced by nginx's own $request_id (32 hex digits).
 REQUEST_ID_PATTERN = r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$"
@@ -213,6 +217,13 @@ http {{
         '"stage":"{settings.stage}","status":$status,"error":"$sm_error",'
         '"bytes_in":$request_length,"bytes_out":$bytes_sent,"total_ms":$sm_total_ms}}';
 
+    # The workers keep nginx's connections open between requests (serving/keepalive.py).
+    upstream sm_model_server {{
+        server unix:{upstream};
+        keepalive {UPSTREAM_IDLE_CONNECTIONS};
+        keepalive_timeout {min(UPSTREAM_IDLE_SECONDS, settings.graceful_timeout)}s;
+    }}
+
     server {{
         listen {listen_address(settings)} backlog=2048;
         server_name _;
@@ -220,8 +231,9 @@ http {{
 {chr(10).join(pages)}
 
         location / {{
-            proxy_pass http://unix:{upstream}:;
-            proxy_http_version 1.0;
+            proxy_pass http://sm_model_server;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_request_buffering on;
             proxy_buffering on;
             proxy_buffer_size 16k;

@@ -43,6 +43,7 @@ from serving.cli import Parser  # noqa: E402
 from serving.config import STAGES, Settings, SettingsError  # noqa: E402
 from serving.errors import ModelLoadError  # noqa: E402
 from serving.front_end import FrontEnd, FrontEndError  # noqa: E402
+from serving.keepalive import KeepAliveWorker  # noqa: E402
 from serving.workers import JsonErrorWorker, RequestLogger  # noqa: E402
 
 log = logging.getLogger("serving.serve")
@@ -63,7 +64,7 @@ def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None,
     return {
         "bind": [bind],
         "workers": settings.workers,
-        "worker_class": JsonErrorWorker,
+        "worker_class": KeepAliveWorker if front_end is not None else JsonErrorWorker,
         "logger_class": RequestLogger,
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
@@ -126,14 +127,21 @@ class SupervisingArbiter(Arbiter):  # type: ignore[misc]
 
     def stop(self, graceful: bool = True) -> None:
         started = time.monotonic()
+        deadline = started + self.cfg.graceful_timeout
         front_end = self.front_end
         if front_end is not None and graceful:
-            front_end.quit()  # stop accepting; answer what is in flight
+            # nginx stops accepting and answers what is in flight, through the workers, which
+            # still listen: gunicorn's stop() closes and unlinks their socket first, and nginx
+            # would answer 502 to a request it read just before its SIGQUIT.
+            front_end.quit()
+            front_end.wait(deadline)
+            # what is left of the graceful timeout, for gunicorn's own wait for its workers
+            self.cfg.set("graceful_timeout", max(1, round(deadline - time.monotonic())))
         elif front_end is not None:
             front_end.terminate()  # SIGINT/SIGQUIT: quick shutdown
         super().stop(graceful)  # workers finish their requests within graceful_timeout
         if front_end is not None:
-            front_end.stop(started + self.cfg.graceful_timeout + 1)
+            front_end.stop(deadline + 1)
 
 
 class ModelServer(BaseApplication):  # type: ignore[misc]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -47,7 +47,8 @@ class LoggedServer(RunningServer):
 
 
 def start_logged(model_dir: Path, log_path: Path, workers: int = 2,
-                 env: dict[str, str] | None = None) -> LoggedServer:
+                 env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> LoggedServer:
     """``python -m serving.serve`` with its stderr in ``log_path`` (INFO), healthy on /ping."""
     port = free_port()
     full_env = {**os.environ, "SM_MODEL_DIR": str(model_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -55,7 +56,7 @@ def start_logged(model_dir: Path, log_path: Path, workers: int = 2,
                 "SERVING_LOG_LEVEL": "INFO", **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=full_env,
-                                   stdout=subprocess.DEVNULL, stderr=log)
+                                   stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec_fn)
     server = LoggedServer(f"http://127.0.0.1:{port}", process, port)
     server.log_path = log_path
     deadline = time.monotonic() + 60
