@@ -25,6 +25,8 @@ How the worker keeps that safe:
   :data:`MAX_CONNECTIONS`, after an error).
 - Stopping (SIGTERM), it stops accepting, answers what still arrives on its connections with
   ``Connection: close`` and waits for nginx to close the rest, until ``graceful_timeout``.
+  Aborted by gunicorn's worker timeout, it answers the request's 504 and exits at once, as
+  gunicorn's sync worker does (the arbiter then starts another).
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ class KeepAliveWorker(JsonErrorWorker):
     _connections: dict[int, Connection]
     requests_served = 0
     connections_accepted = 0
+    stopping_gracefully = False  # SIGTERM or max_requests; not gunicorn's abort (timeout)
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        self.stopping_gracefully = True
+        super().handle_exit(sig, frame)
 
     def run_for_one(self, timeout: float) -> None:
         self._serve(timeout)
@@ -106,7 +113,8 @@ class KeepAliveWorker(JsonErrorWorker):
                         self._accept(item)
                 if not self.is_parent_alive():
                     return
-            self._finish()
+            if self.stopping_gracefully:
+                self._finish()
         finally:
             for connection in list(self._connections.values()):
                 self._close(connection)
@@ -170,7 +178,7 @@ class KeepAliveWorker(JsonErrorWorker):
             self.requests_served += 1
             if self.nr >= self.max_requests:
                 self.log.info("Autorestarting worker after current request.")
-                self.alive = False
+                self.alive, self.stopping_gracefully = False, True
             if not self.alive or (connection.fd not in self._connections
                                   and len(self._connections) >= MAX_CONNECTIONS):
                 resp.force_close()

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -246,5 +247,39 @@ def test_without_front_end_gunicorn_closes_every_connection(tiny_model_dir: Path
                 answer += chunk
         status, headers, _ = parse(answer)
         assert status == 200 and headers["connection"] == "close"
+    finally:
+        server.stop()
+
+
+def test_a_timed_out_worker_exits_at_once_with_kept_connections(tiny_model_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """gunicorn's worker timeout aborts a worker: it answers 504 and goes, without waiting for
+    nginx to close its kept connections as on SIGTERM; the arbiter boots another at once."""
+    limit = 100 * 1024 * 1024
+    server = start_logged(tiny_model_dir, tmp_path / "abort.log", workers=1,
+                          env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
+                               "SERVING_MAX_REQUEST_BYTES": str(limit),
+                               "SERVING_MAX_RECORDS": "10000000",
+                               "SERVING_MAX_VALUES": str(1 << 31),
+                               "SERVING_MAX_RESPONSE_BYTES": str(1 << 30)})
+    line = orjson.dumps(DOC.decode() * 10) + b"\n"
+    count = 2000
+    try:
+        kept = Raw(unix_socket_of(server))  # a connection the worker keeps, idle
+        assert kept.request("GET", "/ping")[0] == 200
+        for _ in range(5):  # grow the body until a request outlives the 1 s timeout
+            started = time.monotonic()
+            response = requests.post(f"{server.url}/invocations", data=line * count, timeout=120,
+                                     headers={"Content-Type": "application/jsonlines"})
+            elapsed = time.monotonic() - started
+            if response.status_code != 200:
+                break
+            count = min(limit // len(line), int(count * max(2.0, 8.0 / max(elapsed, 0.01))))
+        assert response.status_code in (502, 504), response.text[:200]
+        aborted = time.monotonic()
+        assert kept.closed_by_peer(wait=5.0)  # the aborted worker went, with its connections
+        assert time.monotonic() - aborted < 4
+        kept.close()
+        assert server.post(DOC).status_code == 200  # its successor answers
     finally:
         server.stop()
