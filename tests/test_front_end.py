@@ -367,34 +367,45 @@ def test_nginx_does_not_outlive_a_killed_server(tiny_model_dir: Path, tmp_path: 
         sock.bind(("127.0.0.1", server.port))
 
 
-def test_worker_timeout_answers_json(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """A request that outlives the worker timeout gets the JSON error shape, with its id.
+# A server whose one worker is aborted by gunicorn's timeout after 1 s (and the limits let a body
+# large enough through).
+TIMEOUT_ENV = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
+               "SERVING_MAX_REQUEST_BYTES": str(100 * 1024 * 1024),
+               "SERVING_MAX_RECORDS": "10000000", "SERVING_MAX_VALUES": str(1 << 31),
+               "SERVING_MAX_RESPONSE_BYTES": str(1 << 30)}
+
+
+def post_until_timed_out(server: RunningServer, request_id: str = "slow") -> requests.Response:
+    """Post a growing body until one request outlives the worker timeout; its answer.
 
     How long a request takes depends on the machine, so the body grows until one is killed
     (each round aims at 8 s of work, well past the 1 s timeout plus the arbiter's 1 s tick).
-    """
-    limit = 100 * 1024 * 1024
-    server = start_logged(tiny_model_dir, tmp_path / "timeout.log", workers=1,
-                          env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
-                               "SERVING_MAX_REQUEST_BYTES": str(limit),
-                               "SERVING_MAX_RECORDS": "10000000",
-                               "SERVING_MAX_VALUES": str(1 << 31),
-                               "SERVING_MAX_RESPONSE_BYTES": str(1 << 30)})
+    The request ids are ``request_id-<round>``."""
+    limit = int(TIMEOUT_ENV["SERVING_MAX_REQUEST_BYTES"])
     line = orjson.dumps(DOC.decode() * 10) + b"\n"
     count = 2000
+    for attempt in range(5):
+        started = time.monotonic()
+        headers = {"Content-Type": "application/jsonlines",
+                   "X-Amzn-SageMaker-Inference-Id": f"{request_id}-{attempt}"}
+        response = requests.post(f"{server.url}/invocations", data=line * count, timeout=120,
+                                 headers=headers)
+        elapsed = time.monotonic() - started
+        if response.status_code != 200:
+            return response
+        count = min(limit // len(line), int(count * max(2.0, 8.0 / max(elapsed, 0.01))))
+    return response
+
+
+def test_worker_timeout_answers_json(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A request that outlives the worker timeout gets the JSON error shape, with its id."""
+    server = start_logged(tiny_model_dir, tmp_path / "timeout.log", workers=1, env=TIMEOUT_ENV)
     try:
-        for attempt in range(5):
-            started = time.monotonic()
-            response = requests.post(f"{server.url}/invocations", data=line * count, timeout=120,
-                                     headers={"Content-Type": "application/jsonlines",
-                                              "X-Amzn-SageMaker-Inference-Id": f"slow-{attempt}"})
-            elapsed = time.monotonic() - started
-            if response.status_code != 200:
-                break
-            count = min(limit // len(line), int(count * max(2.0, 8.0 / max(elapsed, 0.01))))
-        assert response.status_code in (502, 504), (count, response.text[:200])
-        assert response.json()["request_id"] == f"slow-{attempt}"
-        assert response.headers["X-Request-Id"] == f"slow-{attempt}"
+        response = post_until_timed_out(server)
+        assert response.status_code in (502, 504), response.text[:200]
+        request_id = response.json()["request_id"]
+        assert re.fullmatch(r"slow-[0-4]", request_id)
+        assert response.headers["X-Request-Id"] == request_id
     finally:
         server.stop()
 

@@ -13,13 +13,19 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 import requests
 
 from serving import keepalive, nginx_conf
 from serving.config import Settings
-from tests.test_front_end import DOC, LoggedServer, parse, start_logged
+from tests.test_front_end import (
+    DOC,
+    TIMEOUT_ENV,
+    LoggedServer,
+    parse,
+    post_until_timed_out,
+    start_logged,
+)
 
 pytestmark = pytest.mark.slow
 SERVED = re.compile(r"^worker \d+ served (\d+) requests on (\d+) connections from nginx$")
@@ -255,26 +261,11 @@ def test_a_timed_out_worker_exits_at_once_with_kept_connections(tiny_model_dir: 
                                                                  tmp_path: Path) -> None:
     """gunicorn's worker timeout aborts a worker: it answers 504 and goes, without waiting for
     nginx to close its kept connections as on SIGTERM; the arbiter boots another at once."""
-    limit = 100 * 1024 * 1024
-    server = start_logged(tiny_model_dir, tmp_path / "abort.log", workers=1,
-                          env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
-                               "SERVING_MAX_REQUEST_BYTES": str(limit),
-                               "SERVING_MAX_RECORDS": "10000000",
-                               "SERVING_MAX_VALUES": str(1 << 31),
-                               "SERVING_MAX_RESPONSE_BYTES": str(1 << 30)})
-    line = orjson.dumps(DOC.decode() * 10) + b"\n"
-    count = 2000
+    server = start_logged(tiny_model_dir, tmp_path / "abort.log", workers=1, env=TIMEOUT_ENV)
     try:
         kept = Raw(unix_socket_of(server))  # a connection the worker keeps, idle
         assert kept.request("GET", "/ping")[0] == 200
-        for _ in range(5):  # grow the body until a request outlives the 1 s timeout
-            started = time.monotonic()
-            response = requests.post(f"{server.url}/invocations", data=line * count, timeout=120,
-                                     headers={"Content-Type": "application/jsonlines"})
-            elapsed = time.monotonic() - started
-            if response.status_code != 200:
-                break
-            count = min(limit // len(line), int(count * max(2.0, 8.0 / max(elapsed, 0.01))))
+        response = post_until_timed_out(server)
         assert response.status_code in (502, 504), response.text[:200]
         aborted = time.monotonic()
         assert kept.closed_by_peer(wait=5.0)  # the aborted worker went, with its connections
