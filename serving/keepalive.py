@@ -64,15 +64,51 @@ def max_connections() -> int:
 MAX_CONNECTIONS = max_connections()
 
 
-class Connection:
-    """One connection from nginx: its socket and gunicorn's parser, which keeps what it has
-    read ahead."""
+# An answer's head and body go to nginx in one write when together at most this long; a longer
+# body is written on its own (no copy of it), after the head.
+COALESCE_BYTES = 64 * 1024
 
-    __slots__ = ("addr", "client", "fd", "listener", "parser")
+
+class Connection:
+    """One connection from nginx: its socket, gunicorn's parser (which keeps what it has read
+    ahead) and the listening socket's name (gunicorn's environ wants it every request)."""
+
+    __slots__ = ("addr", "client", "fd", "listener_name", "parser")
 
     def __init__(self, client: Any, addr: Any, listener: Any, parser: Any) -> None:
-        self.client, self.addr, self.listener, self.parser = client, addr, listener, parser
+        self.client, self.addr, self.parser = client, addr, parser
+        self.listener_name = listener.getsockname()
         self.fd: int = client.fileno()
+
+
+class CoalescingSocket:
+    """The socket gunicorn's ``Response`` writes one answer to: it sends the head and then each
+    body part with a ``sendall`` apiece, two writes (and two wake-ups of nginx) for every
+    answer. Parts are held until :meth:`flush` (the answer is complete) or until they pass
+    :data:`COALESCE_BYTES`; anything else asked of the socket (``sendfile``, ``fileno``, ``send``
+    of a ``100 Continue``) first sends what is held, so the order on the wire never changes."""
+
+    __slots__ = ("held", "size", "sock")
+
+    def __init__(self, sock: Any) -> None:
+        self.sock, self.held, self.size = sock, [], 0
+
+    def sendall(self, data: bytes) -> None:
+        if self.size + len(data) <= COALESCE_BYTES:
+            self.held.append(data)
+            self.size += len(data)
+            return
+        self.flush()
+        self.sock.sendall(data)
+
+    def flush(self) -> None:
+        if self.held:
+            held, self.held, self.size = self.held, [], 0
+            self.sock.sendall(held[0] if len(held) == 1 else b"".join(held))
+
+    def __getattr__(self, name: str) -> Any:
+        self.flush()
+        return getattr(self.sock, name)
 
 
 class KeepAliveWorker(JsonErrorWorker):
@@ -101,9 +137,8 @@ class KeepAliveWorker(JsonErrorWorker):
         self._connections = {}
         try:
             while self.alive:
-                self.notify()
                 try:
-                    ready = self.wait(timeout)
+                    ready = self.wait(timeout)  # which tells the arbiter the worker is alive
                 except StopWaiting:
                     return
                 for item in ready or ():
@@ -172,8 +207,9 @@ class KeepAliveWorker(JsonErrorWorker):
         try:
             self.cfg.pre_request(self, req)
             request_start = datetime.now()
-            resp, environ = wsgi.create(req, connection.client, connection.addr,
-                                        connection.listener.getsockname(), self.cfg)
+            sock = CoalescingSocket(connection.client)
+            resp, environ = wsgi.create(req, sock, connection.addr, connection.listener_name,
+                                        self.cfg)
             self.nr += 1
             self.requests_served += 1
             if self.nr >= self.max_requests:
@@ -190,6 +226,7 @@ class KeepAliveWorker(JsonErrorWorker):
                     for item in respiter:
                         resp.write(item)
                 resp.close()
+                sock.flush()
             finally:
                 self.log.access(resp, req, environ, datetime.now() - request_start)
                 if hasattr(respiter, "close"):
