@@ -6,7 +6,8 @@ Each figure stands beside a reference measured in the same run, and the ratio is
 our model beside a scikit-learn Pipeline with the same settings (``bench.inprocess``: speed,
 memory, accuracy), our server beside a Flask + gunicorn hello world and beside a plain WSGI
 hello world behind our own front end (``bench.floor``: latency over the 200-post mix,
-concurrency-8 throughput, PSS, start-up) measured in interleaved rounds.
+concurrency-8 throughput, PSS, start-up) measured in interleaved rounds, and what the host's
+idle moments cost the same work (``bench.idle_gap``).
 Every load test is bounded in count and time and talks to 127.0.0.1 only.
 """
 
@@ -167,6 +168,15 @@ def in_process(model_dir: Path, data: str) -> dict[str, Any]:
     return {"ours": ours, "sklearn_pipeline": sk, "ratios": ratios}
 
 
+def idle_gap(model_dir: Path, data: str) -> dict[str, Any]:
+    """One post's and one ``/ping``'s CPU in the WSGI path, back to back and after the thread
+    slept (bench.idle_gap, a fresh interpreter): what the host's idle moments cost."""
+    out = subprocess.run([sys.executable, "-m", "bench.idle_gap", "--model-dir", str(model_dir),
+                          "--data", data], check=True, capture_output=True, text=True,
+                         timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # The Docker floor's server: the image's own Python answering GET /ping with the standard library.
 def host_probe_ms() -> float:
     """A fixed CPU workload (a Python loop and a numpy sort), best of 5 in ms: how fast this
@@ -245,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     results["artifact"] = artifact_facts(args.model_dir)
     probes = results["host_probe_ms"] = {"model": host_probe_ms()}
     results["model"] = in_process(args.model_dir, args.data)
+    results["idle_gap"] = idle_gap(args.model_dir, args.data)
     results["codecs"] = codec_times()
     posts = [t.encode() for t in inprocess.mix(texts)]
     proc, port, first_ping = start_server(args.model_dir, workers=2)

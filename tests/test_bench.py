@@ -111,3 +111,18 @@ def test_front_end_floor_answers_like_a_server() -> None:
     assert body == [ANSWER] and seen[0][0] == "200 OK"
     assert ("Content-Length", str(len(ANSWER))) in seen[0][1]
     assert transport({"PATH_INFO": "/ping"}, lambda *a: None) == [b'{"status":"ok"}']
+
+
+def test_idle_gap_reports_each_requests_cpu_with_and_without_idle(tiny_model_dir,
+                                                                  tiny_corpus) -> None:
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "bench.idle_gap", "--model-dir",
+                          str(tiny_model_dir), "--data", str(tiny_corpus)],
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    for name in ("post", "ping"):
+        values = [found[f"{name}_cpu_us_p50_after_{gap}ms_idle"] for gap in ("0", "0.5", "2")]
+        assert all(value > 0 for value in values), found
+        assert found[f"{name}_after_2ms_over_back_to_back"] == round(values[2] / values[0], 2)
+    assert found["post_cpu_us_p50_after_0ms_idle"] > found["ping_cpu_us_p50_after_0ms_idle"]
