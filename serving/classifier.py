@@ -176,29 +176,30 @@ class TextClassifier:
         return sparse_times(X, self.log_prob) + self.class_log_prior
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 1:
-            one = self._one(texts[0])
-            if one is not None:
-                return one[0][None, :]
+        one = self._only(texts)
+        if one is not None:
+            return one[0][None, :]
         return probabilities(self.joint_log_likelihood(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
-        if len(texts) == 1:
-            one = self._one(texts[0])
-            if one is not None:
-                return [self.classes[int(one[1][0])]]
+        one = self._only(texts)
+        if one is not None:
+            return [self.classes[int(one[1][0])]]
         best = self.joint_log_likelihood(texts).argmax(axis=1)
         return [self.classes[i] for i in best]
 
     def top_k(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices (best first) and probabilities of the ``k`` most likely classes per text."""
-        if len(texts) == 1:
-            one = self._one(texts[0])
-            if one is not None:
-                proba, order = one
-                best = order[:max(1, min(k, order.size))]
-                return best[None, :], proba[best][None, :]
+        one = self._only(texts)
+        if one is not None:
+            proba, order = one
+            best = order[:max(1, min(k, order.size))]
+            return best[None, :], proba[best][None, :]
         return best_k(self.predict_proba(texts), k)
+
+    def _only(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`_one` of a single text; None for several or where that path does not apply."""
+        return self._one(texts[0]) if len(texts) == 1 else None
 
     def _one(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(probabilities, classes best first) of one document in one C call after the scan

@@ -51,19 +51,28 @@ HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
 TUNABLES_ENV = "GLIBC_TUNABLES"
 
 
+def huge_pages_setting(current: str | None) -> str | None:
+    """The value ``current`` (a ``GLIBC_TUNABLES`` string, ``name=value`` items joined by ``:``)
+    gives ``glibc.malloc.hugetlb`` (its last item wins; "" without ``=``), None without one."""
+    found = None
+    for item in (current or "").split(":"):
+        name, _, value = item.partition("=")
+        if name == HUGE_PAGES_TUNABLE:
+            found = value
+    return found
+
+
 def tunables(current: str | None) -> str | None:
     """The ``GLIBC_TUNABLES`` value that adds ``glibc.malloc.hugetlb=1`` to ``current``, or None
     when ``current`` already sets that tunable (to any value: the user's choice stands)."""
-    current = current or ""
-    if any(item.split("=", 1)[0] == HUGE_PAGES_TUNABLE for item in current.split(":")):
+    if huge_pages_setting(current) is not None:
         return None
     return f"{current}:{HUGE_PAGES_TUNABLE}=1" if current else f"{HUGE_PAGES_TUNABLE}=1"
 
 
 def heap_pages(environ: Any) -> str:
     """How this process's heap gets its pages, for the start-up log line."""
-    value = {item.split("=", 1)[0]: item.partition("=")[2]
-             for item in (environ.get(TUNABLES_ENV) or "").split(":")}.get(HUGE_PAGES_TUNABLE)
+    value = huge_pages_setting(environ.get(TUNABLES_ENV))
     if value in (None, "", "0"):
         return "4 KB pages"
     try:

@@ -63,6 +63,16 @@ def test_tunables_add_huge_pages_once(current: str | None, expected: str | None)
     assert heap.tunables(current) == expected
 
 
+@pytest.mark.parametrize("current, expected", [
+    (None, None), ("", None), ("glibc.malloc.hugetlbx=1", None),
+    ("glibc.malloc.hugetlb=2", "2"),
+    ("glibc.malloc.hugetlb", ""),  # named without a value
+    ("glibc.malloc.hugetlb=0:glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "1"),  # last
+])
+def test_huge_pages_setting_reads_the_tunable(current: str | None, expected: str | None) -> None:
+    assert heap.huge_pages_setting(current) == expected
+
+
 def test_heap_pages_names_the_mode() -> None:
     assert heap.heap_pages({}) == "4 KB pages"
     assert heap.heap_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == "4 KB pages"
