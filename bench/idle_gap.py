@@ -64,9 +64,10 @@ def measure(model_dir: Path, data: str) -> dict[str, Any]:
     from serving.config import Settings
     from serving.data import load_splits
 
-    logs.configure("INFO")
+    logs.configure("INFO")  # the server's JSON log line, written where it costs no disk
+    handler = logging.getLogger().handlers[0]
     with open(os.devnull, "w") as devnull:
-        logging.getLogger().handlers[0].setStream(devnull)
+        stderr = handler.setStream(devnull)
         wsgi = server_app.create_wsgi(server_app.load_server(
             Settings.from_env({**os.environ, "SM_MODEL_DIR": str(model_dir)})))
         posts: list[bytes | None] = [t.encode() for t in mix(load_splits(data).test.texts)]
@@ -78,6 +79,7 @@ def measure(model_dir: Path, data: str) -> dict[str, Any]:
             for gap, value in p50.items():
                 out[f"{name}_cpu_us_p50_after_{gap * 1e3:g}ms_idle"] = value
             out[f"{name}_after_2ms_over_back_to_back"] = round(p50[0.002] / max(p50[0.0], 0.1), 2)
+        handler.setStream(stderr)
     return out
 
 

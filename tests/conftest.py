@@ -178,6 +178,13 @@ class RunningServer:
             hdrs["Accept"] = accept
         return requests.post(f"{self.url}/invocations", data=body, headers=hdrs, timeout=30)
 
+    def terminate_timed(self) -> float:
+        """SIGTERM and wait for the exit (at most 30 s): the seconds it took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        return time.monotonic() - started
+
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after 30 s; the exit code."""
         if self.process.poll() is None:

@@ -316,10 +316,7 @@ def test_sigterm_drains_and_stops_nginx(tiny_model_dir: Path, tmp_path: Path) ->
     thread = threading.Thread(target=slow_request)
     thread.start()
     time.sleep(0.4)
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(30)
-    elapsed = time.monotonic() - started
+    elapsed = server.terminate_timed()
     thread.join(30)
     assert result.get("status") == 200  # the in-flight request was answered through nginx
     assert elapsed < 30 and server.process.returncode == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import resource
-import signal
 import socket
 import threading
 import time
@@ -216,10 +215,7 @@ def test_sigterm_with_kept_connections_is_prompt(tiny_model_dir: Path, tmp_path:
     for thread in threads:
         thread.start()
     time.sleep(0.3)
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(30)
-    elapsed = time.monotonic() - started
+    elapsed = server.terminate_timed()
     for thread in threads:
         thread.join(30)
     assert server.process.returncode == 0

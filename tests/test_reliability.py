@@ -120,10 +120,7 @@ def test_sigterm_drains_and_exits_quickly(tiny_model_dir: Path) -> None:
     thread = threading.Thread(target=slow_request)
     thread.start()
     time.sleep(0.15)  # the request is being processed
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(30)
-    elapsed = time.monotonic() - started
+    elapsed = server.terminate_timed()
     thread.join(30)
     assert result.get("status") == 200  # the in-flight request was finished, not dropped
     assert elapsed < 30 and server.process.returncode == 0
