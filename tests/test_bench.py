@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from bench import loadgen, memory
 
@@ -29,6 +34,47 @@ def test_wrk_latency_distribution_in_ms() -> None:
         "p50_ms": 0.635, "p75_ms": 0.71, "p90_ms": 1.02, "p99_ms": 2.5}
     assert loadgen.latency_percentiles("     99%    1.50s\n") == {"p99_ms": 1500.0}
     assert loadgen.latency_percentiles("no distribution here") == {}
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Keeps every POST's path, headers and body, answers 200 on a kept connection."""
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_script_cycles_the_bodies_in_order() -> None:
+    """The Lua script (its requests built once per thread, in init) hands them out in turn:
+    every request carries the next body of the list, with its Content-Type and length."""
+    bodies = [b"first post", "second \u00e9".encode(), b"x" * 5000]
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        out = loadgen.wrk("127.0.0.1", server.server_address[1], "/invocations", bodies,
+                          "text/plain", connections=1, seconds=1, threads=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    seen = list(_Recorder.seen)
+    assert out["errors"] == 0 and len(seen) >= 6
+    assert {(path, kind) for path, kind, _ in seen} == {("/invocations", "text/plain")}
+    # (wrk asks for one request before the connection's first, so the cycle may start at any
+    # body; it is the order that counts)
+    start = bodies.index(seen[0][2])
+    assert [body for *_, body in seen] == [bodies[(start + i) % 3] for i in range(len(seen))]
 
 
 def test_mapping_names() -> None:
