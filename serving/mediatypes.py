@@ -68,9 +68,41 @@ def canonical(essence: str) -> str:
     return ALIASES.get(essence, essence)
 
 
+# Answers are written in UTF-8, and CSV answers have neither a header row nor a label column.
+# These are the only parameters an answer's Content-Type carries, and only when asked for (a
+# ``text/csv; label_size=0`` for k-NN); every other Accept parameter steers an encoder
+# (PRIVATE_PARAMS) or is ignored, and none is copied into the answer: a client's text in a
+# response header would label the body wrongly (``charset=utf-16``, ``header=present``) and,
+# long enough, overflow the front end's buffer for the answer's head.
+TEXT_TYPES = frozenset({TEXT_PLAIN, TEXT_CSV, JSON, JSONLINES})
+
+
+def unmet(offer: str, params: Mapping[str, str]) -> str | None:
+    """Why an answer of type ``offer`` cannot be what media parameters ``params`` ask for (an
+    Accept range's, or the default's), or None when it can."""
+    charset = params.get("charset")
+    if offer in TEXT_TYPES and charset is not None \
+            and charset.strip().lower() not in {"utf-8", "utf8"}:
+        return f"charset={charset} (answers are UTF-8)"
+    if offer == TEXT_CSV:
+        header = params.get("header")
+        if header is not None and header.strip().lower() != "absent":
+            return f"header={header} (CSV answers have no header row)"
+        label_size = params.get("label_size")
+        if label_size is not None and label_size.strip() != "0":
+            return f"label_size={label_size} (CSV answers have no label column)"
+    return None
+
+
 def content_type_for(media: MediaType) -> str:
-    """The Content-Type header to send: the canonical type without private parameters or q."""
-    kept = {k: v for k, v in media.params.items() if k not in PRIVATE_PARAMS and k != "q"}
+    """The Content-Type header to send: the canonical type, with ``charset=utf-8`` (text types),
+    ``header=absent`` and ``label_size=0`` (CSV) when the chosen media type names them."""
+    kept: dict[str, str] = {}
+    if media.type in TEXT_TYPES and "charset" in media.params:
+        kept["charset"] = "utf-8"
+    if media.type == TEXT_CSV:
+        kept.update((name, value) for name, value in (("header", "absent"), ("label_size", "0"))
+                    if name in media.params)
     return str(MediaType(media.type, kept))
 
 
@@ -170,8 +202,10 @@ def negotiate(accept: str | None, offered: Sequence[str], default: str) -> Media
     ``application/json; verbose=true``).  Otherwise the offered type with the highest q wins; for
     each offered type the most specific matching range decides its q (exact > ``type/*`` > ``*/*``),
     ``q=0`` excludes it, and ties go to exact matches, then to the range listed first, then to
-    ``default``, then to the order of ``offered``.  The parameters of the chosen Accept entry are
-    kept (a wildcard match that lands on ``default`` keeps ``default``'s parameters).
+    ``default``, then to the order of ``offered``.  A range whose parameters an answer cannot
+    meet (:func:`unmet`) does not match.  The parameters of the chosen Accept entry are kept for
+    the encoders (a wildcard match that lands on ``default`` keeps ``default``'s parameters);
+    :func:`content_type_for` writes only those that describe the answer.
 
     Raises NotAcceptable when nothing matches, when the header cannot be parsed at all, or when the
     answer would be ``default`` but ``default`` is not one of ``offered``.
@@ -189,6 +223,10 @@ def negotiate(accept: str | None, offered: Sequence[str], default: str) -> Media
                 f"the default response type {default_media.type} is not one this stage writes "
                 f"({listed}); fix SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT or send Accept"
             )
+        why = unmet(default_media.type, default_media.params)
+        if why:
+            raise NotAcceptable(f"the default response type {default} asks for {why}; fix "
+                                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT or send Accept")
         return MediaType(default_media.type, default_media.params, q)
 
     if accept is None or not accept.strip():
@@ -200,11 +238,17 @@ def negotiate(accept: str | None, offered: Sequence[str], default: str) -> Media
         return use_default()
 
     best: tuple[tuple[float, int, int, int, int], MediaType] | None = None
+    refused: list[str] = []  # ranges of a written type whose parameters cannot be met
     for o_idx, offer in enumerate(offers):
         match: tuple[int, int, MediaType] | None = None  # (specificity, -accept index, range)
         for a_idx, rng in enumerate(ranges):
             spec = _specificity(rng.type, offer)
             if spec < 0:
+                continue
+            why = unmet(offer, rng.params)
+            if why:  # parameters refine a range (RFC 9110 12.5.1): this one does not match
+                if rng.q > 0:
+                    refused.append(f"{offer}; {why}")
                 continue
             if match is None or spec > match[0] or (spec == match[0] and rng.q > match[2].q):
                 match = (spec, -a_idx, rng)
@@ -221,6 +265,8 @@ def negotiate(accept: str | None, offered: Sequence[str], default: str) -> Media
             chosen = MediaType(offer, _EMPTY, rng.q)
         if best is None or key > best[0]:
             best = (key, chosen)
+    if best is None and refused:
+        raise NotAcceptable(f"Accept asks for {refused[0]}; this stage writes {listed}")
     if best is None:
         raise NotAcceptable(f"none of the types in Accept is one this stage writes ({listed})")
     return best[1]

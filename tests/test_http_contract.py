@@ -283,3 +283,57 @@ def test_a_default_accept_the_stage_cannot_write_fails_at_start(tiny_model_dir: 
     verbose = Settings.from_env({"SERVING_STAGE": "classify",
                                  "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/jsonlines"})
     assert Server(Model.load(tiny_model_dir), verbose).default_accept == "application/jsonlines"
+
+
+def _post_with_headers(server: RunningServer, headers: list[tuple[str, str]], body: bytes,
+                       ) -> tuple[int, str | None, bytes]:
+    """A POST /invocations with ``headers`` as given (a name may repeat): status, Content-Type
+    and body of the answer."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/invocations")
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("stage", ["classify", "recommend"])
+def test_accept_parameters_are_not_copied_into_the_answer(servers, model: Model,
+                                                          stage: str) -> None:
+    """Three Accept lines of ~7.9 KB holding one quoted parameter (gunicorn joins repeated
+    headers): the answer's Content-Type once carried it whole, over nginx's buffer for an
+    answer's head, and the client got a 502 for an answer the app had given."""
+    body = (orjson.dumps({"predictions": [{"labels": [1.0], "distances": [0.1]}]})
+            if stage == "recommend" else b"orbit shuttle")
+    content_type = "application/json" if stage == "recommend" else "text/plain"
+    x, y, z = "x" * 7900, "y" * 7900, "z" * 7900
+    status, media, answer = _post_with_headers(servers[stage], [
+        ("Content-Type", content_type), ("Accept", f'application/json; a="{x}'),
+        ("Accept", y), ("Accept", f'{z}"')], body)
+    assert (status, media) == (200, "application/json"), answer[:300]
+    assert orjson.loads(answer)["predictions"]
+
+
+@pytest.mark.parametrize(("accept", "status", "media"), [
+    ("application/json; charset=UTF-8", 200, "application/json; charset=utf-8"),
+    ("application/json; charset=utf-16", 406, None),
+    ("text/csv; charset=latin-1, application/jsonlines;q=0.5", 200, "application/jsonlines"),
+    ("text/csv; header=present", 406, None),
+    ("text/csv; header=absent; foo=bar", 200, "text/csv; header=absent"),
+    ('application/json; verbose=true; ext="a,b;c"', 200, "application/json"),
+])
+def test_answer_content_type_says_what_the_body_is(servers, accept: str, status: int,
+                                                   media: str | None) -> None:
+    response = servers["classify"].post(DOCS[0], "text/plain", accept)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.headers["Content-Type"] == media
+    else:
+        assert response.json()["error"] == "not_acceptable"
+        assert "Accept asks for" in response.json()["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -185,3 +186,33 @@ def test_random_headers_raise_only_4xx(header: str) -> None:
         negotiate(header, OUT, JSON)
     for r in parse_accept(header):
         assert 0.0 <= r.q <= 1.0 and "/" in r.type
+
+
+def test_content_type_for_writes_only_what_describes_the_answer() -> None:
+    assert content_type_for(MediaType(JSON, {"charset": "UTF8", "a": "b" * 9000})) == \
+        "application/json; charset=utf-8"
+    assert content_type_for(MediaType(TEXT_CSV, {"header": "Absent", "label_size": " 0",
+                                                 "x": "y"})) == \
+        "text/csv; header=absent; label_size=0"
+    assert content_type_for(MediaType(RECORDIO, {"charset": "utf-8"})) == RECORDIO
+    assert content_type_for(MediaType(JSONLINES, {"header": "absent"})) == JSONLINES
+
+
+@pytest.mark.parametrize(("accept", "why"), [
+    ("application/json; charset=utf-16", "charset=utf-16 (answers are UTF-8)"),
+    ("text/*; charset=latin-1", "charset=latin-1"),
+    ("text/csv; header=present", "header=present (CSV answers have no header row)"),
+    ("text/csv; label_size=1", "label_size=1 (CSV answers have no label column)"),
+])
+def test_parameters_an_answer_cannot_meet_are_406(accept: str, why: str) -> None:
+    with pytest.raises(NotAcceptable, match=re.escape(why)):
+        negotiate(accept, [JSON, TEXT_CSV], JSON)
+
+
+def test_a_range_with_unmet_parameters_does_not_match() -> None:
+    chosen = negotiate("application/json; charset=utf-16, text/csv;q=0.2", [JSON, TEXT_CSV], JSON)
+    assert chosen.type == TEXT_CSV
+    assert negotiate("text/csv; label_size=0", [JSON, TEXT_CSV], JSON).params == {
+        "label_size": "0"}
+    with pytest.raises(NotAcceptable, match="the default response type"):
+        negotiate(None, [JSON, TEXT_CSV], "text/csv; header=present")
