@@ -138,6 +138,9 @@ def vector(value: Any, what: str, kinds: str = "iuf") -> np.ndarray:
         raise BadRequest(f"{what} must be an array of numbers") from None
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in kinds):
         raise BadRequest(f"{what} must be an array of {'integers' if kinds == 'iu' else 'numbers'}")
+    # numpy takes true/false beside numbers as 1/0 (np.asarray([True, 2]) is an int array)
+    if any(item.__class__ is bool for item in value):
+        raise BadRequest(f"{what} must be an array of numbers; it holds true or false")
     return arr
 
 

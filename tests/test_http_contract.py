@@ -337,3 +337,15 @@ def test_answer_content_type_says_what_the_body_is(servers, accept: str, status:
     else:
         assert response.json()["error"] == "not_acceptable"
         assert "Accept asks for" in response.json()["message"]
+
+
+@pytest.mark.parametrize(("stage", "body"), [
+    ("recommend", {"predictions": [{"labels": [True, 2], "distances": [0.1, 0.2]}]}),
+    ("topics-to-knn", {"predictions": [{"topic_weights": [True]}]}),
+])
+def test_true_and_false_are_not_numbers(servers, model: Model, stage: str, body: dict) -> None:
+    if stage == "topics-to-knn":  # the right width, so only the types are wrong
+        body["predictions"][0]["topic_weights"] += [0.0] * (model.num_topics - 1)
+    response = servers[stage].post(orjson.dumps(body), "application/json")
+    assert response.status_code == 400, response.text
+    assert "true or false" in response.json()["message"]

@@ -40,3 +40,14 @@ def test_ntm_output_is_named_when_it_arrives_as_a_request() -> None:
     body = orjson.dumps({"predictions": [{"topic_weights": [0.5, 0.5]}]})
     with pytest.raises(UnprocessableEntity, match="topics-to-knn"):
         vectors.json_rows(body, JSON, 2)
+
+
+@pytest.mark.parametrize("value", [[True, 2], [0.5, False], [True], [1, 2, True]])
+def test_booleans_are_not_numbers(value: list) -> None:
+    with pytest.raises(BadRequest, match="must be an array of numbers"):
+        vectors.vector(value, "instance 1 features")
+
+
+def test_numbers_pass() -> None:
+    assert vectors.vector([1, 2.5, 0], "x").tolist() == [1.0, 2.5, 0.0]
+    assert vectors.vector([], "x").size == 0
