@@ -127,6 +127,9 @@ class Server:
         if not body:
             raise BadRequest("the request body is empty")
         records = stage.decode(body, media)
+        count = stage.count(records)
+        if not count:  # e.g. {"predictions": []}: nothing for the next container either
+            raise BadRequest("the request holds no records")
         t1 = time.perf_counter()
         if self.settings.batch:
             out, model_s = self._batch(records, options, out_media)
@@ -142,7 +145,7 @@ class Server:
             timings.update(decode_ms=round((t1 - t0) * 1e3, 3),
                            model_ms=round(model_s * 1e3, 3),
                            encode_ms=round((time.perf_counter() - t1 - model_s) * 1e3, 3))
-        return out, _content_type_for(out_media), stage.count(records)
+        return out, _content_type_for(out_media), count
 
     def _batch(self, records: object, options: Options, out_media: MediaType,
                ) -> tuple[bytes, float]:

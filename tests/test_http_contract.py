@@ -349,3 +349,19 @@ def test_true_and_false_are_not_numbers(servers, model: Model, stage: str, body:
     response = servers[stage].post(orjson.dumps(body), "application/json")
     assert response.status_code == 400, response.text
     assert "true or false" in response.json()["message"]
+
+
+@pytest.mark.parametrize(("stage", "content_type", "body"), [
+    ("topics-to-knn", "application/json", b'{"predictions": []}'),
+    ("topics-to-knn", "application/jsonlines", b"\n\n"),
+    ("recommend", "application/json", b'{"predictions": []}'),
+    ("recommend", "application/jsonlines", b"\r\n"),
+    ("classify", "application/json", b'{"instances": []}'),
+    ("ntm-features", "application/json", b"[]"),
+])
+def test_a_request_of_no_records_is_400_on_every_stage(servers, stage: str, content_type: str,
+                                                        body: bytes) -> None:
+    response = servers[stage].post(body, content_type)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+    assert "holds no" in response.json()["message"]
