@@ -99,6 +99,14 @@ def listen_address(settings: Settings) -> str:
     return f"{host}:{settings.port}"
 
 
+# nginx refuses an HTTP/0.9 request other than GET with a 400, in HTTP/0.9: a bare body. A request
+# line of two words (no version) is closed unanswered instead, as "location /" does for GET.
+HTTP_0_9_UNANSWERED = (
+    '            if ($request ~ "^[^ ]+ [^ ]+$") {\n'
+    "                return 444;\n"
+    "            }\n")
+
+
 def _error_locations(settings: Settings) -> tuple[list[str], list[str]]:
     pages, locations = [], []
     messages = error_messages(settings)
@@ -115,7 +123,9 @@ def _error_locations(settings: Settings) -> tuple[list[str], list[str]]:
             f"            client_max_body_size 0;\n"  # else a 413 page would be a 413 again
             f"            default_type application/json;\n"
             f"            add_header X-Request-Id $sm_request_id always;\n"
-            f"            return {status} '{body}';\n"
+            + ("            add_header Allow $sm_allow always;\n" if status == 405 else "")
+            + (HTTP_0_9_UNANSWERED if status == 400 else "")
+            + f"            return {status} '{body}';\n"
             f"        }}")
     for status in messages:
         pages.append(f"        error_page {status} ={status} {ERROR_PREFIX}{status};")
@@ -134,6 +144,7 @@ def render(settings: Settings, workdir: Path, upstream: Path) -> str:
              "CRITICAL": "crit"}[settings.log_level]
     codes = {status: code for status, (code, _) in error_messages(settings).items()}
     codes[499] = "client_closed_request"
+    codes[444] = "http_0_9_not_answered"
     status_codes = "\n".join(f'        "~^{status}:" {code};'
                              for status, code in sorted(codes.items()))
     pages, locations = _error_locations(settings)
@@ -200,6 +211,13 @@ http {{
 {status_codes}
         default "";
     }}
+    # The methods the app allows on its paths (its 405s send the same): nginx itself answers
+    # TRACE (and CONNECT) with 405, before any location; elsewhere the app answers 404.
+    map $request_uri $sm_allow {{
+        "~^(https?://[^/]*)?/invocations([?#]|$)" "OPTIONS, POST";
+        "~^(https?://[^/]*)?/(ping|execution-parameters)([?#]|$)" "GET, HEAD, OPTIONS";
+        default "";
+    }}
     map $time_iso8601 $sm_time {{
         "~^(?<t>.{{19}})" $t;
     }}
@@ -231,6 +249,13 @@ http {{
 {chr(10).join(pages)}
 
         location / {{
+            # HTTP/0.9 (a request line without a version): nginx would answer with a bare body,
+            # no status line and no headers; such a request is closed unanswered instead. (Here,
+            # not in the server: a request line nginx refused has no protocol either, and its
+            # error page must still be answered.)
+            if ($server_protocol = "") {{
+                return 444;
+            }}
             proxy_pass http://sm_model_server;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -244,6 +244,23 @@ def test_oversize_body_header_and_uri_are_json(served: LoggedServer) -> None:
     assert parse(exchange(served.port, many))[0] == 200  # gunicorn accepts what nginx accepts
 
 
+def test_trace_405_allows_what_the_app_allows_and_http_0_9_is_not_answered(
+        served: LoggedServer) -> None:
+    """nginx refuses TRACE itself, with the app's Allow for the path (none for a path the app
+    does not have); a request line without a version (HTTP/0.9) is closed without an answer,
+    which nginx would otherwise give as a bare body without a status line."""
+    for path, allow in (("/invocations", "OPTIONS, POST"), ("/ping?x=1", "GET, HEAD, OPTIONS"),
+                        ("/execution-parameters", "GET, HEAD, OPTIONS"), ("/nope", None)):
+        trace = exchange(served.port, f"TRACE {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert_json_error(trace, 405)
+        assert parse(trace)[1].get("allow") == allow, path
+        app_405 = requests.put(f"{served.url}{path}", timeout=10)
+        assert app_405.headers.get("Allow") == allow
+    assert exchange(served.port, b"GET /ping\r\n", half_close=False) == b""
+    assert exchange(served.port, b"POST /invocations\r\n", half_close=False) == b""
+    assert parse(exchange(served.port, b"GET /ping HTTP/1.0\r\n\r\n"))[0] == 200
+
+
 def test_inference_id_is_the_request_id_everywhere(served: LoggedServer) -> None:
     head = post_head(length=10**9, extra=b"X-Amzn-SageMaker-Inference-Id: my-id_1\r\n")
     assert_json_error(exchange(served.port, head), 413, request_id="my-id_1")

@@ -180,3 +180,14 @@ def test_status_lines_and_content_length_as_werkzeug_gives_them() -> None:
             environ = {k: v for k, v in (("CONTENT_LENGTH", length),
                                          ("HTTP_TRANSFER_ENCODING", encoding)) if v is not None}
             assert content_length(environ) == get_content_length(environ), environ
+
+
+@pytest.mark.parametrize(("path", "allow"), [("/invocations", "OPTIONS, POST"),
+                                             ("/ping", "GET, HEAD, OPTIONS")])
+def test_options_is_204_with_allow_and_request_id(app: Any, path: str, allow: str) -> None:
+    status, headers, body = call(app, "OPTIONS", path,
+                                 headers={"X-Amzn-SageMaker-Inference-Id": "opt-1"})
+    got = dict(headers)
+    assert (status, body) == ("204 NO CONTENT", b"")
+    assert got["Allow"] == allow and got["X-Request-Id"] == "opt-1"
+    assert "Content-Type" not in got
