@@ -126,6 +126,10 @@ class Server:
         options.check(stage.name, out_media)
         if not body:
             raise BadRequest("the request body is empty")
+        if "charset" in media.params and media.params["charset"].strip().lower() == "us-ascii" \
+                and not body.isascii():  # UTF-8 would read it, but it is not what it says
+            raise BadRequest("the body is labelled charset=us-ascii but holds bytes over 127; "
+                             "label it charset=utf-8")
         records = stage.decode(body, media)
         count = stage.count(records)
         if not count:  # e.g. {"predictions": []}: nothing for the next container either

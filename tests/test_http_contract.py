@@ -365,3 +365,12 @@ def test_a_request_of_no_records_is_400_on_every_stage(servers, stage: str, cont
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "bad_request"
     assert "holds no" in response.json()["message"]
+
+
+def test_a_body_labelled_us_ascii_must_be_ascii(servers) -> None:
+    ok = servers["classify"].post(b"plain ascii orbit", "text/plain; charset=US-ASCII")
+    assert ok.status_code == 200
+    wrong = servers["classify"].post("caf\u00e9 orbit".encode(), "text/plain; charset=us-ascii")
+    assert wrong.status_code == 400 and "charset=us-ascii" in wrong.json()["message"]
+    assert servers["classify"].post("caf\u00e9 orbit".encode(),
+                                    "text/plain; charset=utf-8").status_code == 200
