@@ -55,12 +55,14 @@ KNN_METRICS = ("L2", "COSINE", "INNER_PRODUCT")
 KNN_DISTANCES = ("euclidean", "squared")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# The largest SageMaker instances have 192 vCPUs; the default is one worker per CPU, up to this.
+MAX_WORKERS = 256
 # Allowed range of every integer setting, and the variable that sets it (named in errors).
 # ``Settings.__post_init__`` checks these on every construction: ``from_env`` and ``replace``
 # (command-line overrides) go through the same validator.
 LIMITS: dict[str, tuple[int, int, str]] = {
     "port": (1, 65535, ENV_PORT),
-    "workers": (1, 64, ENV_WORKERS),
+    "workers": (1, MAX_WORKERS, ENV_WORKERS),
     "timeout": (1, 3600, ENV_TIMEOUT),
     "graceful_timeout": (1, 28, ENV_GRACEFUL),
     "keepalive": (0, 300, ENV_KEEPALIVE),
@@ -196,7 +198,8 @@ class Settings:
             host=env.get(ENV_HOST, "").strip() or "127.0.0.1",
             port=_int(env, ENV_PORT, default=8080),
             safe_port_range=_port_range(env.get(ENV_SAFE_PORT_RANGE, "")),
-            workers=_int(env, ENV_WORKERS, ENV_WORKERS_LEGACY, default=os.cpu_count() or 1),
+            workers=_int(env, ENV_WORKERS, ENV_WORKERS_LEGACY,
+                         default=min(os.cpu_count() or 1, MAX_WORKERS)),
             timeout=_int(env, ENV_TIMEOUT, ENV_TIMEOUT_LEGACY, default=60),
             graceful_timeout=_int(env, ENV_GRACEFUL, default=20),
             keepalive=_int(env, ENV_KEEPALIVE, default=5),

@@ -24,6 +24,15 @@ def test_sagemaker_variables() -> None:
     assert s.max_payload_mb == 20 and s.max_request_bytes == 20 * 1024 * 1024 and s.batch
 
 
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (96, 96), (192, 192), (512, 256)])
+def test_default_workers_follow_the_cpus_on_any_instance(monkeypatch: pytest.MonkeyPatch,
+                                                         cpus: int, workers: int) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert Settings.from_env({}).workers == workers
+    with pytest.raises(SettingsError, match=r"outside 1\.\.256"):
+        Settings.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "257"})
+
+
 def test_legacy_names_and_precedence() -> None:
     assert Settings.from_env({"MODEL_SERVER_WORKERS": "5"}).workers == 5
     assert Settings.from_env({"MODEL_SERVER_WORKERS": "5",
