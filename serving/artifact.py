@@ -102,8 +102,10 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         manifest = jsondoc.loads(raw, str(path))
     except jsondoc.JSONError as exc:
         raise ModelLoadError(f"{path}: unreadable manifest ({exc.message})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
-        raise ModelLoadError(f"{path}: not a manifest (expected an object with a files object)")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
+            or not manifest["files"]:
+        raise ModelLoadError(f"{path}: not a manifest (expected an object with a files object "
+                             "listing the model's files)")
     return manifest
 
 
@@ -144,7 +146,8 @@ def verify(model_dir: Path) -> dict[str, Any]:
             f"{model_dir}: built with incompatible versions ({'; '.join(problems)}); "
             "retrain with this image or serve it with the image that trained it"
         )
-    for name, expected in manifest.get("files", {}).items():
+    listed = manifest["files"]
+    for name, expected in listed.items():
         file = confined(model_dir, name)
         if not file.is_file():
             raise ModelLoadError(f"{model_dir}: {name} is listed in the manifest but missing")
@@ -153,7 +156,24 @@ def verify(model_dir: Path) -> dict[str, Any]:
                 f"{model_dir}: {name} does not match its sha256 in the manifest "
                 "(corrupted or tampered with); refusing to load"
             )
+    extra = unlisted(model_dir, listed)
+    if extra:
+        raise ModelLoadError(f"{model_dir}: {extra[0]} is not in the manifest (added or renamed "
+                             "after training?); refusing to load it unchecked")
     return manifest
+
+
+def unlisted(model_dir: Path, listed: dict[str, Any]) -> list[str]:
+    """Files of the model's own parts (MODEL_ENTRIES: what the server may open) that the
+    manifest does not list; anything else in the directory (an SDK's ``code/``) is not ours."""
+    found = []
+    for entry in sorted(MODEL_ENTRIES - {MANIFEST}):
+        path = model_dir / entry
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+            [path] if path.is_file() else []
+        found += [name for p in files if (name := p.relative_to(model_dir).as_posix())
+                  not in listed]
+    return found
 
 
 class Model:
@@ -174,8 +194,9 @@ class Model:
     def _load(self, what: str, loader: Callable[[Path], T], name: str) -> T:
         try:
             return loader(self.model_dir / name)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{self.model_dir}: cannot load the {what} ({exc})") from exc
+        except Exception as exc:  # numpy's EOFError for an empty .npy, or anything else
+            raise ModelLoadError(f"{self.model_dir}: cannot load the {what} "
+                                 f"({type(exc).__name__}: {exc})") from exc
 
     @cached_property
     def classifier(self) -> TextClassifier:

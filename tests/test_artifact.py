@@ -61,3 +61,45 @@ def test_no_pickles_in_the_artifact(model_copy: Path) -> None:
     suffixes = {p.suffix for p in model_copy.rglob("*") if p.is_file()}
     assert suffixes <= {".json", ".txt", ".npy", ".jsonl"}
     assert artifact.check_versions(artifact.runtime_versions()) == []
+
+
+def _rewrite_manifest(model_dir: Path, change) -> None:
+    path = model_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change", [lambda m: m.pop("files"), lambda m: m.update(files={})])
+def test_a_manifest_that_lists_no_files_is_refused(model_copy: Path, change) -> None:
+    _rewrite_manifest(model_copy, change)
+    with pytest.raises(ModelLoadError, match="not a manifest"):
+        Model.load(model_copy)
+
+
+def test_a_file_of_the_model_missing_from_the_manifest_is_refused(model_copy: Path) -> None:
+    _rewrite_manifest(model_copy, lambda m: m["files"].pop("classifier/log_prob.npy"))
+    with pytest.raises(ModelLoadError, match=r"classifier/log_prob\.npy is not in the manifest"):
+        Model.load(model_copy)
+
+
+def test_files_outside_the_models_parts_are_not_ours(model_copy: Path) -> None:
+    (model_copy / "code").mkdir()
+    (model_copy / "code" / "inference.py").write_text("# an SDK's repacked entry point\n")
+    (model_copy / "classifier" / "notes.txt").write_text("added later\n")
+    with pytest.raises(ModelLoadError, match=r"classifier/notes\.txt is not in the manifest"):
+        Model.load(model_copy)
+    (model_copy / "classifier" / "notes.txt").unlink()
+    assert Model.load(model_copy).classifier is not None
+
+
+def test_an_empty_npy_with_its_hash_is_a_load_error(model_copy: Path) -> None:
+    from serving.digests import sha256_file
+
+    target = model_copy / "classifier" / "class_log_prior.npy"
+    target.write_bytes(b"")
+    _rewrite_manifest(model_copy, lambda m: m["files"].update(
+        {"classifier/class_log_prior.npy": sha256_file(target)}))
+    model = Model.load(model_copy)
+    with pytest.raises(ModelLoadError, match=r"cannot load the classifier \(EOFError"):
+        _ = model.classifier
