@@ -29,6 +29,11 @@ JSON_TYPE = "application/json"
 # WSGI environ keys of the request headers read on every request (PEP 3333: HTTP_ + the name
 # upper-cased, "-" as "_"; Content-Type is CONTENT_TYPE), what werkzeug's request.headers reads.
 INFERENCE_ID = "HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID"
+# A client's request id is used as given when it is 1-256 printable ASCII characters without
+# '"' or '\\' (so it goes into JSON and log lines verbatim); else a fresh one replaces it. nginx's
+# map (serving/nginx_conf.py), the workers' own answers (serving/workers.py) and the app use it.
+REQUEST_ID_PATTERN = r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$"
+VALID_ID = re.compile(REQUEST_ID_PATTERN)
 CUSTOM_ATTRIBUTES = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
 # CreateTransformJob: MaxConcurrentTransforms * MaxPayloadInMB must not exceed 100 (API reference,
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html).
@@ -57,8 +62,10 @@ class Invoker(Protocol):
 
 
 def request_id_of(environ: dict[str, Any]) -> str:
-    """SageMaker's inference id when the client sent one, else a fresh id."""
-    return environ.get(INFERENCE_ID) or uuid.uuid4().hex
+    """SageMaker's inference id when the client sent a valid one, else a fresh id. (Behind
+    nginx the id is already checked; without it, SERVING_FRONT_END=none, only here.)"""
+    given = environ.get(INFERENCE_ID)
+    return given if given and VALID_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def execution_parameters(settings: Settings) -> dict[str, object]:

@@ -21,6 +21,7 @@ import resource
 from pathlib import Path
 
 from serving.config import ENV_CLIENT_TIMEOUT, ENV_TIMEOUT, Settings
+from serving.hot_routes import REQUEST_ID_PATTERN
 
 # nginx's header limits (its defaults, stated): a request line or header line over 8 KB is
 # refused (414 / 431), and so are headers over 4 x 8 KB in all.
@@ -36,7 +37,6 @@ UPSTREAM_IDLE_CONNECTIONS = 8
 UPSTREAM_IDLE_SECONDS = 15
 # A valid request id to echo; anything else (quotes, backslashes, control or non-ASCII
 # characters, over 256 characters) is replaced by nginx's own $request_id (32 hex digits).
-REQUEST_ID_PATTERN = r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$"
 
 
 def error_messages(settings: Settings) -> dict[int, tuple[str, str]]:

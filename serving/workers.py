@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import select
 import uuid
 from typing import Any
@@ -23,10 +22,10 @@ from gunicorn.workers.sync import StopWaiting, SyncWorker
 
 from serving import logs
 from serving.config import ENV_TIMEOUT
+from serving.hot_routes import VALID_ID
 
 access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.workers")
-VALID_ID = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$")
 REASONS = {400: "Bad Request", 403: "Forbidden", 414: "URI Too Long", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 504: "Gateway Timeout"}
@@ -61,7 +60,7 @@ class RequestLogger(glogging.Logger):  # type: ignore[misc]
 
 def request_id_of(req: Any) -> str:
     for name, value in getattr(req, "headers", None) or ():
-        if name == "X-AMZN-SAGEMAKER-INFERENCE-ID" and VALID_ID.match(value):
+        if name == "X-AMZN-SAGEMAKER-INFERENCE-ID" and VALID_ID.fullmatch(value):
             return str(value)
     return uuid.uuid4().hex
 

@@ -426,7 +426,7 @@ def test_worker_timeout_answers_json(tiny_model_dir: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("args, expected", [
     (["--workers", "0"], "workers"), (["--port", "99999"], "port"), (["--port", "0"], "port"),
-    (["--workers", "65"], "workers"),
+    (["--workers", "257"], "workers"),
 ])
 def test_bad_overrides_exit_2_with_one_line(args: list[str], expected: str) -> None:
     result = subprocess.run([sys.executable, "-m", "serving.serve", *args], capture_output=True,

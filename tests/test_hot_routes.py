@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,17 @@ def test_options_is_204_with_allow_and_request_id(app: Any, path: str, allow: st
     assert (status, body) == ("204 NO CONTENT", b"")
     assert got["Allow"] == allow and got["X-Request-Id"] == "opt-1"
     assert "Content-Type" not in got
+
+
+@pytest.mark.parametrize("given", ['a"b', "a\\b", "tab\there", "x" * 257, "caf\u00e9", "",
+                                   "line\n"])
+def test_an_inference_id_that_is_not_printable_ascii_is_replaced(app: Any, given: str) -> None:
+    """nginx replaces such ids; without it (SERVING_FRONT_END=none) the app does."""
+    status, headers, _body = call(app, "POST", "/invocations", POST,
+                                 headers={"Content-Type": "text/plain"},
+                                 HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID=given)
+    rid = dict(headers)["X-Request-Id"]
+    assert status == "200 OK" and rid != given and re.fullmatch(r"[0-9a-f]{32}", rid)
+    ok = call(app, "POST", "/invocations", POST, headers={"Content-Type": "text/plain"},
+              HTTP_X_AMZN_SAGEMAKER_INFERENCE_ID="my id-1 (ok)")
+    assert dict(ok[1])["X-Request-Id"] == "my id-1 (ok)"
