@@ -28,8 +28,10 @@ for _name in _THREAD_VARIABLES:
 _THREADS_PINNED_AT_LOAD = "numpy" not in sys.modules and all(
     os.environ[name] == "1" for name in _THREAD_VARIABLES)
 
+import ctypes  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
@@ -45,6 +47,8 @@ from serving.errors import ModelLoadError  # noqa: E402
 from serving.front_end import FrontEnd, FrontEndError  # noqa: E402
 from serving.keepalive import KeepAliveWorker  # noqa: E402
 from serving.workers import JsonErrorWorker, RequestLogger  # noqa: E402
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 log = logging.getLogger("serving.serve")
 
@@ -86,10 +90,29 @@ def gunicorn_options(settings: Settings, front_end: FrontEnd | None = None,
     }
 
 
+def die_with_master(master_pid: int) -> bool:
+    """Have the kernel send this worker SIGTERM when the master dies without stopping it
+    (SIGKILL, the OOM killer), as nginx gets (serving/front_end.py): gunicorn's workers notice a
+    new parent only between waits, up to half the worker timeout, meanwhile holding the port
+    (SERVING_FRONT_END=none) and answering. prctl(2) PR_SET_PDEATHSIG; the master forks its
+    workers from its main thread, which lives as long as it does. False where unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # not Linux
+        return False
+    if os.getppid() != master_pid:  # the master died before the signal was set up
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
 def _post_fork(server: Any, worker: Any) -> None:
-    """Pin BLAS/OpenMP to one thread in the worker, unless the environment did already before the
-    libraries loaded: threadpoolctl inspects every loaded library (~10-40 ms in a fresh worker,
-    spent before the worker's first request, hence before the first /ping 200)."""
+    """The worker dies with the master; BLAS/OpenMP pinned to one thread in the worker, unless
+    the environment did already before the libraries loaded: threadpoolctl inspects every
+    loaded library (~10-40 ms in a fresh worker, spent before the worker's first request,
+    hence before the first /ping 200)."""
+    die_with_master(worker.ppid)
     if _THREADS_PINNED_AT_LOAD:
         return
     from threadpoolctl import threadpool_limits

@@ -381,6 +381,33 @@ def test_nginx_does_not_outlive_a_killed_server(tiny_model_dir: Path, tmp_path: 
         sock.bind(("127.0.0.1", server.port))
 
 
+@pytest.mark.parametrize("front_end", ["nginx", "none"])
+def test_workers_do_not_outlive_a_killed_master(tiny_model_dir: Path, tmp_path: Path,
+                                                front_end: str) -> None:
+    """gunicorn's workers notice a dead master only between waits (up to half the worker
+    timeout, here 300 s); their parent-death signal stops them at once, so none keeps
+    answering on the port."""
+    server = start_logged(tiny_model_dir, tmp_path / f"kill-{front_end}.log", workers=2,
+                          env={"SERVING_FRONT_END": front_end,
+                               "SAGEMAKER_MODEL_SERVER_TIMEOUT": "600"})
+    deadline = time.monotonic() + 15
+    while len(descendants(server.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    timed_request(server.url)
+    everything = descendants(server.process.pid)
+    server.process.kill()
+    server.process.wait(10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in everything) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in everything if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/ping", timeout=2)
+
+
 # A server whose one worker is aborted by gunicorn's timeout after 1 s (and the limits let a body
 # large enough through).
 TIMEOUT_ENV = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
