@@ -199,7 +199,14 @@ http {{
         "~\\|-$" 1;
         default 0;
     }}
+    # nginx's $status is "000" when no answer was sent (the server stopped while a request was
+    # in flight, after SERVING_GRACEFUL_TIMEOUT): 0 in the log line, valid JSON.
+    map $status $sm_status {{
+        "000" 0;
+        default $status;
+    }}
     map $status $sm_level {{
+        "000" ERROR;
         "~^50[0234]" ERROR;
         default INFO;
     }}
@@ -208,6 +215,7 @@ http {{
     map "$status:$bytes_sent" $sm_error {{
         "~^(400|499):0$" client_closed_request;
         "~^408:0$" request_timeout;
+        "~^000:" no_answer;
 {status_codes}
         default "";
     }}
@@ -232,7 +240,7 @@ http {{
     }}
     log_format sm_json escape=json '{{"time":"$sm_time.${{sm_ms}}Z","level":"$sm_level",'
         '"logger":"serving.front_end","request_id":"$sm_request_id",'
-        '"stage":"{settings.stage}","status":$status,"error":"$sm_error",'
+        '"stage":"{settings.stage}","status":$sm_status,"error":"$sm_error",'
         '"bytes_in":$request_length,"bytes_out":$bytes_sent,"total_ms":$sm_total_ms}}';
 
     # The workers keep nginx's connections open between requests (serving/keepalive.py).

@@ -408,6 +408,40 @@ def test_workers_do_not_outlive_a_killed_master(tiny_model_dir: Path, tmp_path: 
         requests.get(f"{server.url}/ping", timeout=2)
 
 
+def test_an_answer_cut_off_by_the_graceful_timeout_is_logged_as_json(tiny_model_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """A request still running when SERVING_GRACEFUL_TIMEOUT ends gets no answer; nginx's log
+    line for it says status 0, error no_answer, at ERROR, in valid JSON (nginx's own $status
+    is "000", which is not a JSON number)."""
+    server = start_logged(tiny_model_dir, tmp_path / "cut.log", workers=1, env={
+        **TIMEOUT_ENV, "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120", "SERVING_GRACEFUL_TIMEOUT": "1",
+        "SAGEMAKER_BATCH": "true"})
+    body = b"orbit shuttle launch moon\n" * 800_000  # ~21 MB, seconds of work
+    outcome: list[object] = []
+
+    def post() -> None:
+        try:
+            outcome.append(requests.post(f"{server.url}/invocations", data=body, timeout=60,
+                                         headers={"Content-Type": "text/plain",
+                                                  "Accept": "text/csv"}).status_code)
+        except requests.ConnectionError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    time.sleep(0.5)
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(30)
+    thread.join(60)
+    lines = server.log_lines()
+    assert not [line for line in lines if line["level"] == "NOT-JSON"]
+    if outcome == [200]:
+        pytest.skip("the request finished within the graceful timeout on this machine")
+    cut = [line for line in lines if line.get("logger") == "serving.front_end"
+           and line.get("status") == 0]
+    assert cut and cut[0]["error"] == "no_answer" and cut[0]["level"] == "ERROR"
+
+
 # A server whose one worker is aborted by gunicorn's timeout after 1 s (and the limits let a body
 # large enough through).
 TIMEOUT_ENV = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1",
