@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 # without numpy's unused submodules (a classify server imports no scipy).
 from serving import lean_scipy, logs  # noqa: F401
 from serving.artifact import Model
-from serving.config import Settings, SettingsError
+from serving.config import ENV_MAX_RESPONSE, Settings, SettingsError
 from serving.errors import (
     BadRequest,
     ModelLoadError,
@@ -156,13 +156,20 @@ class Server:
         """Batch mode: the model over ``batch_chunk_records`` records at a time (bounded memory
         for a MultiRecord request of many short lines), answers framed one line per record."""
         stage, step = self.stage, self.settings.batch_chunk_records
+        limit = self.settings.max_response_bytes
         part_media = MediaType(JSONLINES, out_media.params) if out_media.type == JSON else out_media
-        parts, model_s = [], 0.0
-        for start in range(0, stage.count(records), step):
+        parts, model_s, size, count = [], 0.0, 0, stage.count(records)
+        for start in range(0, count, step):
             t = time.perf_counter()
             result = stage.run(records[start:start + step], options)  # type: ignore[index]
             model_s += time.perf_counter() - t
             parts.append(stage.encode(result, part_media))
+            size += len(parts[-1])
+            if size > limit:  # each chunk's own estimate saw only its records: stop here
+                raise PayloadTooLarge(
+                    f"the answer is over the response limit of {limit} bytes after "
+                    f"{min(start + step, count)} of the {count} records; accept text/csv, send "
+                    f"fewer records per request (MaxPayloadInMB) or raise {ENV_MAX_RESPONSE}")
         return frame_batch(parts, out_media, JSON_LIST_KEYS[stage.name]), model_s
 
 

@@ -57,6 +57,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # The largest SageMaker instances have 192 vCPUs; the default is one worker per CPU, up to this.
 MAX_WORKERS = 256
+# A batch job's default answer limit, as a multiple of its request limit.
+BATCH_RESPONSE_FACTOR = 4
 # Allowed range of every integer setting, and the variable that sets it (named in errors).
 # ``Settings.__post_init__`` checks these on every construction: ``from_env`` and ``replace``
 # (command-line overrides) go through the same validator.
@@ -211,9 +213,11 @@ class Settings:
             # A document may be as long as the body (the 20news test split holds a
             # 160,616-character post).
             max_doc_chars=_int(env, ENV_MAX_DOC_CHARS, default=max_body),
-            # SageMaker's real-time response limit is 6 MB; a batch job's answer may be as
-            # large as its request.
-            max_response_bytes=_int(env, ENV_MAX_RESPONSE, default=max(6 * 1024 * 1024, max_body)),
+            # SageMaker's real-time response limit is 6 MB. A batch job's answer may be a few
+            # times its request (~230 bytes of JSON Lines a record: 55,000 lines of ~110
+            # characters in 6 MB answer 12.5 MB); more is refused as soon as it is reached.
+            max_response_bytes=_int(env, ENV_MAX_RESPONSE, default=max(6 * 1024 * 1024, max_body)
+                                    * (BATCH_RESPONSE_FACTOR if batch else 1)),
             # Numbers a request may expand to (sparse rows made dense): 16 MB as float32,
             # more than any 6 MB body holds densely (2 bytes a number at best).
             max_values=_int(env, ENV_MAX_VALUES, default=max(1 << 22, max_body // 2)),

@@ -19,6 +19,7 @@ from serving import recordio
 from serving.app import JSON_LIST_KEYS, Server, create_app, execution_parameters
 from serving.artifact import Model
 from serving.config import Settings
+from serving.errors import PayloadTooLarge
 from serving.mediatypes import RECORDIO
 
 DOCS = ["The shuttle launch reached orbit, NASA said.",
@@ -150,6 +151,38 @@ def test_many_short_lines_are_answered_in_batch_mode(model: Model) -> None:
     server.warm_up()
     out = _answer(create_app(server).test_client(), body, "text/plain", "text/csv")
     assert len(out.split(b"\n")) == len(lines)
+
+
+def test_a_full_payload_of_lines_is_answered_in_json_lines(model: Model) -> None:
+    """6 MB of ~110-character lines (55,000 records) answer ~2x their size in JSON Lines: the
+    batch default for the answer is 4x the request limit (the real-time 6 MB would refuse)."""
+    line = "the shuttle launch reached orbit and the engine of my car needs new brake pads " \
+           "says the dealer today"
+    count = 6 * 1024 * 1024 // (len(line) + 1) - 10
+    body = ((line + "\n") * count).encode()
+    settings = Settings.from_env({"SAGEMAKER_BATCH": "true", "SM_MODEL_DIR": "x"})
+    assert settings.max_response_bytes == 4 * settings.max_request_bytes
+    assert Settings.from_env({"SM_MODEL_DIR": "x"}).max_response_bytes == 6 * 1024 * 1024
+    server = Server(model, settings)
+    out, _media, records = server.invoke(body, "text/plain", "application/jsonlines", None)
+    assert records == count and out.count(b"\n") == count - 1 and len(out) > len(body)
+
+
+def test_a_batch_answer_over_the_limit_stops_when_it_gets_there(model: Model) -> None:
+    """Each chunk's estimate sees only its records; the answer is refused once its parts pass
+    the limit, not after the whole of it was built (2.45 M records of 'ab' took 20 s and
+    2.4 GB before)."""
+    settings = Settings.from_env({"SAGEMAKER_BATCH": "true", "SM_MODEL_DIR": "x",
+                                  "SERVING_MAX_RESPONSE_BYTES": str(64 * 1024),
+                                  "SERVING_BATCH_CHUNK_RECORDS": "100"})
+    server = Server(model, settings)
+    calls = []
+    run = server.stage.run
+    server.stage = server.stage.__class__(**{**server.stage.__dict__, "run": lambda r, o: (
+        calls.append(len(r)), run(r, o))[1]})
+    with pytest.raises(PayloadTooLarge, match=r"after \d+ of the 100000 records; accept text/csv"):
+        server.invoke(b"ab\n" * 100_000, "text/plain", "application/jsonlines", None)
+    assert sum(calls) < 2_000  # ~64 KB of answers, not 100,000 records
 
 
 def test_realtime_mode_keeps_the_record_limit(model: Model) -> None:
