@@ -251,4 +251,6 @@ class TextClassifier:
         if not log_prob.flags.c_contiguous or log_prob.dtype not in (np.float16, np.float32,
                                                                      np.float64):
             raise ValueError(f"{directory}: log_prob.npy is not a C-ordered float array")
+        if prior.dtype.kind != "f" or not np.isfinite(prior).all():
+            raise ValueError(f"{directory}: class_log_prior.npy holds NaN or infinite values")
         return cls(features, np.asarray(log_prob), np.asarray(prior), classes)

@@ -103,3 +103,18 @@ def test_an_empty_npy_with_its_hash_is_a_load_error(model_copy: Path) -> None:
     model = Model.load(model_copy)
     with pytest.raises(ModelLoadError, match=r"cannot load the classifier \(EOFError"):
         _ = model.classifier
+
+
+def test_a_non_finite_prior_with_its_hash_is_a_load_error(model_copy: Path) -> None:
+    import numpy as np
+
+    from serving.digests import sha256_file
+
+    target = model_copy / "classifier" / "class_log_prior.npy"
+    prior = np.load(target)
+    prior[0] = np.nan
+    np.save(target, prior)
+    _rewrite_manifest(model_copy, lambda m: m["files"].update(
+        {"classifier/class_log_prior.npy": sha256_file(target)}))
+    with pytest.raises(ModelLoadError, match=r"class_log_prior\.npy holds NaN"):
+        _ = Model.load(model_copy).classifier
