@@ -28,7 +28,7 @@ access_log = logging.getLogger(logs.ACCESS)
 log = logging.getLogger("serving.workers")
 REASONS = {400: "Bad Request", 403: "Forbidden", 414: "URI Too Long", 417: "Expectation Failed",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           501: "Not Implemented", 504: "Gateway Timeout"}
+           501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 # (status, code, message) for gunicorn's parse errors; any other ParseException is a 400.
 CLIENT_ERRORS: list[tuple[type[BaseException], int, str, str]] = [
@@ -66,7 +66,9 @@ def request_id_of(req: Any) -> str:
 
 
 def classify(exc: BaseException, timeout: int) -> tuple[int, str, str]:
-    if isinstance(exc, SystemExit):  # gunicorn's worker timeout aborts the request this way
+    if isinstance(exc, SystemExit) and exc.code == 0:  # SIGINT/SIGQUIT: gunicorn's quick stop
+        return 503, "service_unavailable", "the server is stopping (a quick shutdown)"
+    if isinstance(exc, SystemExit):  # gunicorn's worker timeout (SIGABRT) exits with 1
         return (504, "timeout", f"the request did not finish within the worker timeout "
                 f"({ENV_TIMEOUT}={timeout} s)")
     if isinstance(exc, (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName,
@@ -142,6 +144,8 @@ class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
         elif code == "timeout":
             log.error("request %s stopped by the worker timeout", request_id)
             message += f"; quote request id {request_id}"
+        elif code == "service_unavailable":
+            log.warning("request %s stopped by a quick shutdown", request_id)
         logs.log_request(access_log, {"request_id": request_id, "status": status,
                                       "error": code, "source": "gunicorn"})
         body = orjson.dumps({"error": code, "message": message, "request_id": request_id})

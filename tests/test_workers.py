@@ -47,3 +47,12 @@ def test_access_builds_nothing() -> None:
     # ...ours does not (requests are logged once, by the app).
     assert configured(RequestLogger).access(untouchable, untouchable, untouchable,
                                             timedelta(milliseconds=1)) is None
+
+
+def test_a_quick_shutdown_is_not_a_timeout() -> None:
+    """gunicorn's worker exits with 0 on SIGINT/SIGQUIT (quick shutdown) and with 1 on the
+    arbiter's SIGABRT (the worker timeout): only the second is a 504."""
+    from serving.workers import classify
+
+    assert classify(SystemExit(1), 60)[:2] == (504, "timeout")
+    assert classify(SystemExit(0), 60)[:2] == (503, "service_unavailable")
