@@ -69,8 +69,8 @@ LIMITS: dict[str, tuple[int, int, str]] = {
     "graceful_timeout": (1, 28, ENV_GRACEFUL),
     "keepalive": (0, 300, ENV_KEEPALIVE),
     "client_timeout": (1, 300, ENV_CLIENT_TIMEOUT),
+    "max_payload_mb": (1, 100, ENV_MAX_PAYLOAD_MB),  # first: it sets the body limit's default
     "max_request_bytes": (1024, 100 * 1024 * 1024, ENV_MAX_BODY),
-    "max_payload_mb": (1, 100, ENV_MAX_PAYLOAD_MB),
     "max_records": (1, 100 * 1024 * 1024, ENV_MAX_RECORDS),
     "batch_chunk_records": (1, 10_000_000, ENV_BATCH_CHUNK),
     "max_doc_chars": (1, 10**9, ENV_MAX_DOC_CHARS),
@@ -170,6 +170,11 @@ class Settings:
                 raise SettingsError(f"{name} ({env_name}) must be a whole number, not {value!r}")
             if not low <= value <= high:
                 raise SettingsError(f"{name} ({env_name}) = {value} is outside {low}..{high}")
+        if self.batch and self.max_request_bytes < self.max_payload_mb * 1024 * 1024:
+            raise SettingsError(
+                f"{ENV_MAX_BODY}={self.max_request_bytes} is below {ENV_MAX_PAYLOAD_MB}="
+                f"{self.max_payload_mb} MB, what /execution-parameters tells batch transform it "
+                "may send: lower the payload or raise the body limit")
         if self.num_topics is not None and not 1 <= self.num_topics <= 10_000:
             raise SettingsError(f"{ENV_NUM_TOPICS}={self.num_topics} is outside 1..10000")
         if self.knn_metric not in KNN_METRICS:
@@ -222,7 +227,8 @@ class Settings:
             # more than any 6 MB body holds densely (2 bytes a number at best).
             max_values=_int(env, ENV_MAX_VALUES, default=max(1 << 22, max_body // 2)),
             top_k=_int(env, ENV_TOP_K, default=3),
-            num_topics=_int(env, ENV_NUM_TOPICS, default=0) or None,
+            num_topics=(_int(env, ENV_NUM_TOPICS, default=0)  # an explicit 0 is refused
+                        if env.get(ENV_NUM_TOPICS, "").strip() else None),
             batch=batch,
             log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
             front_end=env.get(ENV_FRONT_END, "").strip().lower() or "nginx",

@@ -43,7 +43,8 @@ def test_legacy_names_and_precedence() -> None:
     {"SERVING_STAGE": "nope"}, {"SAGEMAKER_BIND_TO_PORT": "http"},
     {"SAGEMAKER_BIND_TO_PORT": "70000"}, {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"},
     {"SAGEMAKER_SAFE_PORT_RANGE": "9-2"}, {"SERVING_LOG_LEVEL": "LOUD"},
-    {"SERVING_HUGE_PAGES": "sometimes"},
+    {"SERVING_HUGE_PAGES": "sometimes"}, {"SERVING_NUM_TOPICS": "0"},
+    {"SAGEMAKER_BATCH": "true", "SERVING_MAX_REQUEST_BYTES": "1048576"},
 ])
 def test_bad_values(env) -> None:
     with pytest.raises(SettingsError):
@@ -87,3 +88,12 @@ def test_host_is_loopback_outside_the_image() -> None:
     assert Settings.from_env({"SERVING_HOST": "0.0.0.0"}).host == "0.0.0.0"
     dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
     assert "SERVING_HOST=0.0.0.0" in dockerfile
+
+
+def test_each_error_names_the_variable_that_was_set() -> None:
+    with pytest.raises(SettingsError, match="SAGEMAKER_MAX_PAYLOAD_IN_MB"):
+        Settings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"})
+    with pytest.raises(SettingsError, match="is below SAGEMAKER_MAX_PAYLOAD_IN_MB=6 MB"):
+        Settings.from_env({"SAGEMAKER_BATCH": "true", "SERVING_MAX_REQUEST_BYTES": "1024"})
+    assert Settings.from_env({"SERVING_MAX_REQUEST_BYTES": "1024"}).max_request_bytes == 1024
+    assert Settings.from_env({"SERVING_NUM_TOPICS": " "}).num_topics is None
