@@ -257,6 +257,14 @@ def _exec_with_huge_pages(settings: Settings) -> None:
         print(f"could not restart with {heap.TUNABLES_ENV}={value}: {exc}", file=sys.stderr)
 
 
+class StoppedStarting(Exception):
+    """SIGTERM arrived before the server was up."""
+
+
+def _stop_starting(signum: int, frame: Any) -> None:
+    raise StoppedStarting
+
+
 def run(settings: Settings, load: Callable[[Settings], Any], name: str | None = None) -> int:
     """Serve the WSGI app ``load(settings)`` builds (in this process, the gunicorn master, before
     the workers fork) with ``settings``' front end, workers and limits; the exit code.
@@ -265,6 +273,9 @@ def run(settings: Settings, load: Callable[[Settings], Any], name: str | None = 
     names the processes)."""
     logs.configure(settings.log_level)
     front_end = None
+    # Until gunicorn's arbiter sets its own handlers, SIGTERM (SageMaker stopping a container
+    # still starting) ends start-up through the cleanup below, not by the default action.
+    signal.signal(signal.SIGTERM, _stop_starting)
     try:
         if settings.front_end == "nginx":
             front_end = FrontEnd(settings)
@@ -282,6 +293,9 @@ def run(settings: Settings, load: Callable[[Settings], Any], name: str | None = 
     except (ModelLoadError, SettingsError, FrontEndError) as exc:
         log.error("cannot serve: %s", exc)
         return 3
+    except StoppedStarting:
+        log.info("stopped by SIGTERM while starting")
+        return 0
     finally:
         if front_end is not None:
             front_end.stop(time.monotonic())  # the server has stopped (or never started)

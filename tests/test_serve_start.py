@@ -87,3 +87,30 @@ def test_post_fork_pins_threads_when_the_environment_did_not(monkeypatch: pytest
     monkeypatch.setattr(serve, "_THREADS_PINNED_AT_LOAD", False)
     serve._post_fork(None, None)
     assert calls == [1]
+
+
+def test_sigterm_while_starting_stops_cleanly(tiny_model_dir: Path) -> None:
+    """SageMaker may stop a container that is still loading: SIGTERM during start-up ends it
+    with 0 and removes the front end's directory (the default action left it, exit 143)."""
+    import signal
+    import tempfile
+    import time
+
+    from tests.conftest import free_port
+
+    tmp = tempfile.mkdtemp(prefix="t", dir="/tmp")
+    try:
+        env = {**os.environ, "SM_MODEL_DIR": str(tiny_model_dir), "TMPDIR": tmp,
+               "SAGEMAKER_BIND_TO_PORT": str(free_port()), "SERVING_HOST": "127.0.0.1",
+               "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+        process = subprocess.Popen([sys.executable, "-m", "serving.serve"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not os.listdir(tmp) and time.monotonic() < deadline:  # the front end's directory
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err.decode()[-2000:]
+        assert os.listdir(tmp) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
