@@ -341,6 +341,24 @@ def test_sigterm_drains_and_stops_nginx(tiny_model_dir: Path, tmp_path: Path) ->
     assert not [line for line in server.log_lines() if line["level"] == "NOT-JSON"]
 
 
+def test_sighup_is_ignored_and_sigterm_still_stops_at_once(tiny_model_dir: Path,
+                                                           tmp_path: Path) -> None:
+    server = start_logged(tiny_model_dir, tmp_path / "hup.log", workers=1)
+    try:
+        for _ in range(5):
+            timed_request(server.url)  # kept connections to the worker
+        workers = descendants(server.process.pid)
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200
+        assert descendants(server.process.pid) == workers  # no reload, no new workers
+        assert server.terminate_timed() < 5
+        assert server.process.returncode == 0
+    finally:
+        server.stop()
+    assert any("SIGHUP ignored" in line.get("message", "") for line in server.log_lines())
+
+
 def test_server_stops_when_nginx_dies(tiny_model_dir: Path, tmp_path: Path) -> None:
     server = start_logged(tiny_model_dir, tmp_path / "kill.log")
     deadline = time.monotonic() + 15  # both workers forked and serving
