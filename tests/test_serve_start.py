@@ -80,13 +80,16 @@ def test_post_fork_pins_threads_when_the_environment_did_not(monkeypatch: pytest
     from serving import serve
 
     calls: list[int] = []
+    masters: list[int] = []  # (the real one would tie this test process to its parent)
+    monkeypatch.setattr(serve, "die_with_master", masters.append)
     monkeypatch.setattr("threadpoolctl.threadpool_limits", lambda n: calls.append(n))
     monkeypatch.setattr(serve, "_THREADS_PINNED_AT_LOAD", True)
-    serve._post_fork(None, None)
-    assert calls == []
+    worker = type("Worker", (), {"ppid": 4242})()
+    serve._post_fork(None, worker)
+    assert calls == [] and masters == [4242]
     monkeypatch.setattr(serve, "_THREADS_PINNED_AT_LOAD", False)
-    serve._post_fork(None, None)
-    assert calls == [1]
+    serve._post_fork(None, worker)
+    assert calls == [1] and masters == [4242, 4242]
 
 
 def test_sigterm_while_starting_stops_cleanly(tiny_model_dir: Path) -> None:
