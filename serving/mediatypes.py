@@ -26,8 +26,6 @@ ALIASES: Mapping[str, str] = MappingProxyType(
         "application/jsonl": JSONLINES,
     }
 )
-# Parameters that steer this project's encoders and are never sent on to the next container.
-PRIVATE_PARAMS = frozenset({"sparse", "verbose"})
 ACCEPTED_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -71,7 +69,7 @@ def canonical(essence: str) -> str:
 # Answers are written in UTF-8, and CSV answers have neither a header row nor a label column.
 # These are the only parameters an answer's Content-Type carries, and only when asked for (a
 # ``text/csv; label_size=0`` for k-NN); every other Accept parameter steers an encoder
-# (PRIVATE_PARAMS) or is ignored, and none is copied into the answer: a client's text in a
+# (``sparse``, ``verbose``) or is ignored, and none is copied into the answer: a client's text in a
 # response header would label the body wrongly (``charset=utf-16``, ``header=present``) and,
 # long enough, overflow the front end's buffer for the answer's head.
 TEXT_TYPES = frozenset({TEXT_PLAIN, TEXT_CSV, JSON, JSONLINES})

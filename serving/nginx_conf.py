@@ -35,8 +35,6 @@ UPSTREAM_GRACE = 5
 # long: idle ones are closed by nginx, never by a worker while it runs.
 UPSTREAM_IDLE_CONNECTIONS = 8
 UPSTREAM_IDLE_SECONDS = 15
-# A valid request id to echo; anything else (quotes, backslashes, control or non-ASCII
-# characters, over 256 characters) is replaced by nginx's own $request_id (32 hex digits).
 
 
 def error_messages(settings: Settings) -> dict[int, tuple[str, str]]:
@@ -188,6 +186,8 @@ http {{
     client_header_buffer_size 1k;
     large_client_header_buffers {HEADER_BUFFERS};
 
+    # A valid request id is echoed (REQUEST_ID_PATTERN); anything else is replaced by nginx's
+    # own $request_id (32 hex digits).
     map $http_x_amzn_sagemaker_inference_id $sm_request_id {{
         "~{REQUEST_ID_PATTERN}" $http_x_amzn_sagemaker_inference_id;
         default $request_id;
